@@ -1,0 +1,9 @@
+//! `slokit gate`: not built yet; see the open issue for this capability.
+
+/// Arguments of `slokit gate`.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<i32> {
+    anyhow::bail!("`slokit gate` is not built yet")
+}

@@ -1,0 +1,9 @@
+//! `slokit profile`: not built yet; see the open issue for this capability.
+
+/// Arguments of `slokit profile`.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<i32> {
+    anyhow::bail!("`slokit profile` is not built yet")
+}

@@ -1,0 +1,9 @@
+//! `slokit serve`: not built yet; see the open issue for this capability.
+
+/// Arguments of `slokit serve`.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<i32> {
+    anyhow::bail!("`slokit serve` is not built yet")
+}
