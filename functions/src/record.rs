@@ -313,6 +313,22 @@ pub struct SendAccuracy {
     pub dropped_by_cap: u64,
 }
 
+/// One point of a scheduling agent's timeline, for the report's "S and
+/// queue length over time" plot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    /// Seconds since the agent started.
+    pub t_s: f64,
+    /// The two-level policy's FIFO slice S, ms (0 for other policies).
+    pub slice_ms: f64,
+    /// Requests waiting for a FIFO slot (Initiated).
+    pub queue_len: u32,
+    /// Requests holding SCHED_FIFO (Embarked or Imminent).
+    pub fifo_holders: u32,
+    /// Requests demoted to SCHED_OTHER and still running.
+    pub demoted: u32,
+}
+
 /// Whether a record was measured on hosts or computed by the simulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
