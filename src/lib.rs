@@ -2,4 +2,5 @@
 //! orchestration of `slokit compare`, which ties the profiler, the load
 //! generator, the scheduling agent, the simulator and the report together.
 
+pub mod compare;
 pub mod experiment;
