@@ -783,3 +783,275 @@ fn headline(functions: &[FunctionReport], short_threshold_ms: Option<f64>) -> He
         lines,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdata::{self, exact_record, run, single};
+    use slokit_functions::Outcome;
+
+    fn approx(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+    }
+
+    #[test]
+    fn figures_are_means_over_repetitions_with_their_range() {
+        let c = testdata::comparison();
+        let r = Report::build(&c, &ReportOptions::default()).unwrap();
+        let s = &c.scenarios[0];
+        let reps: Vec<&FunctionStats> = s
+            .runs
+            .iter()
+            .filter(|r| r.policy == "cfs")
+            .map(|r| {
+                r.record
+                    .functions
+                    .iter()
+                    .find(|f| f.label == "auth")
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(reps.len(), 3);
+        let p99: Vec<f64> = reps.iter().map(|f| f.response_us.p99 / 1000.0).collect();
+        let fig = r.scenarios[0]
+            .function("auth")
+            .unwrap()
+            .measured("cfs")
+            .unwrap();
+        assert_eq!(fig.repetitions, 3);
+        assert!(approx(fig.p99_ms.mean, p99.iter().sum::<f64>() / 3.0));
+        assert_eq!(
+            fig.p99_ms.min,
+            p99.iter().copied().fold(f64::INFINITY, f64::min)
+        );
+        assert_eq!(fig.p99_ms.max, p99.iter().copied().fold(0.0, f64::max));
+        let errors: f64 = reps
+            .iter()
+            .map(|f| (f.http_errors + f.timeouts + f.connect_errors) as f64)
+            .sum::<f64>()
+            / 3.0;
+        assert!(approx(fig.errors.mean, errors));
+        let att: f64 = reps.iter().map(|f| f.slo.unwrap().attainment).sum::<f64>() / 3.0;
+        assert!(approx(fig.slo_attainment.unwrap().mean, att));
+        // The merged histogram holds every invocation of every repetition.
+        let merged = decode_histogram(&fig.response_histogram).unwrap();
+        assert_eq!(
+            merged.len(),
+            reps.iter().map(|f| f.invocations).sum::<u64>()
+        );
+    }
+
+    #[test]
+    fn verdicts_headline_and_bound_follow_the_figures() {
+        let r = testdata::report();
+        let s = r.scenario("colocated").unwrap();
+        assert_eq!(s.policies, ["cfs", "fifo", "two-level"]);
+        assert_eq!(s.simulated_policies, ["srpt", "ps", "fifo", "two-level"]);
+        for f in &s.functions {
+            let best = f
+                .measured
+                .iter()
+                .map(|p| p.slo_attainment.unwrap().mean)
+                .fold(0.0, f64::max);
+            let winner = f.measured(f.verdict.winner.as_deref().unwrap()).unwrap();
+            assert_eq!(
+                winner.slo_attainment.unwrap().mean,
+                best,
+                "{}",
+                f.verdict.text
+            );
+            assert!(f
+                .verdict
+                .text
+                .starts_with(&format!("{}: {} meets the SLO for", f.label, winner.policy)));
+            let srpt = f.simulated("srpt").unwrap();
+            assert_eq!(srpt.vs_bound.unwrap().p99, Some(1.0));
+            assert!(approx(
+                winner.vs_bound.unwrap().p99.unwrap(),
+                winner.p99_ms.mean / srpt.p99_ms.mean
+            ));
+        }
+        assert_eq!(
+            s.function("auth").unwrap().verdict.winner.as_deref(),
+            Some("two-level")
+        );
+        assert_eq!(
+            s.function("video").unwrap().verdict.winner.as_deref(),
+            Some("fifo")
+        );
+
+        let h = &s.headline;
+        assert_eq!(
+            (h.short.clone(), h.long.clone()),
+            (
+                vec!["auth".to_string(), "aes".to_string()],
+                vec!["video".to_string()]
+            )
+        );
+        let ratio_of = |l: &str, base: &str| {
+            let f = s.function(l).unwrap();
+            f.measured("two-level").unwrap().p99_ms.mean / f.measured(base).unwrap().p99_ms.mean
+        };
+        let expect = (ratio_of("auth", "cfs") * ratio_of("aes", "cfs")).sqrt();
+        assert!(approx(h.short_p99_vs_cfs.unwrap(), expect));
+        assert!(approx(h.long_p99_vs_cfs.unwrap(), ratio_of("video", "cfs")));
+        assert!(h.lines[0].contains("auth, aes"), "{:?}", h.lines);
+        assert_eq!(
+            s.function("auth").unwrap().service_source.as_deref(),
+            Some("simulated execution time p50")
+        );
+        assert_eq!(s.timelines.len(), 3);
+    }
+
+    fn ok(response_us: u64, service: f64) -> (u64, f64, Outcome) {
+        (response_us, service, Outcome::Ok)
+    }
+
+    #[test]
+    fn equal_attainment_is_decided_by_p99_and_goodput_counts_met_per_second() {
+        let fast = exact_record(
+            "fifo",
+            RunKind::Measured,
+            2.0,
+            &[("f", Some(10_000.0), vec![ok(1000, 500.0), ok(2000, 500.0)])],
+        );
+        let slow = exact_record(
+            "cfs",
+            RunKind::Measured,
+            2.0,
+            &[("f", Some(10_000.0), vec![ok(1000, 500.0), ok(9000, 500.0)])],
+        );
+        let c = single(vec![run("fifo", 0, fast), run("cfs", 0, slow)], Vec::new());
+        let r = Report::build(&c, &ReportOptions::default()).unwrap();
+        let s = &r.scenarios[0];
+        assert_eq!(s.policies, ["cfs", "fifo"]);
+        let f = s.function("f").unwrap();
+        assert_eq!(
+            f.verdict.winner.as_deref(),
+            Some("fifo"),
+            "{}",
+            f.verdict.text
+        );
+        assert!(
+            f.verdict.text.contains("100.0 % (cfs 100.0 %)"),
+            "{}",
+            f.verdict.text
+        );
+        let g = s.goodput_of("fifo", RunKind::Measured).unwrap();
+        assert_eq!(g.per_s.mean, 1.0);
+        // One function: no short/long split.
+        assert!(s.headline.short_threshold_ms.is_none());
+    }
+
+    #[test]
+    fn failures_are_misses_and_given_service_times_classify() {
+        let rec = |policy: &str| {
+            exact_record(
+                policy,
+                RunKind::Measured,
+                1.0,
+                &[
+                    (
+                        "a",
+                        Some(5_000.0),
+                        vec![ok(1000, 1000.0), (100, 1000.0, Outcome::Timeout)],
+                    ),
+                    ("b", None, vec![ok(50_000, 40_000.0)]),
+                ],
+            )
+        };
+        let c = single(
+            vec![
+                run("cfs", 0, rec("cfs")),
+                run("two-level", 0, rec("two-level")),
+            ],
+            Vec::new(),
+        );
+        let options = ReportOptions {
+            service_us: [("a".to_string(), 800.0)].into(),
+            short_threshold_us: Some(10_000.0),
+            ..ReportOptions::default()
+        };
+        let r = Report::build(&c, &options).unwrap();
+        let s = &r.scenarios[0];
+        let a = s.function("a").unwrap();
+        assert_eq!(a.measured("cfs").unwrap().slo_attainment.unwrap().mean, 0.5);
+        assert_eq!(a.measured("cfs").unwrap().errors.mean, 1.0);
+        assert_eq!(
+            (a.service_ms, a.service_source.as_deref()),
+            (Some(0.8), Some("given"))
+        );
+        assert_eq!(a.class, Some(FunctionClass::Short));
+        let b = s.function("b").unwrap();
+        assert_eq!(b.class, Some(FunctionClass::Long));
+        assert!(
+            b.deadline_ms.is_none() && b.verdict.text.contains("no deadline"),
+            "{}",
+            b.verdict.text
+        );
+        assert!(s.notes.iter().any(|n| n.contains("no deadline for b")));
+        assert_eq!(s.headline.short_p99_vs_cfs, Some(1.0));
+    }
+
+    #[test]
+    fn inconsistent_input_is_refused_with_the_offending_run() {
+        let rec =
+            |policy: &str, kind| exact_record(policy, kind, 1.0, &[("f", None, vec![ok(1, 1.0)])]);
+        let err = |c: Comparison| {
+            Report::build(&c, &ReportOptions::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(single(
+            vec![
+                run("cfs", 0, rec("cfs", RunKind::Measured)),
+                run("cfs", 0, rec("cfs", RunKind::Measured)),
+            ],
+            vec![],
+        ));
+        assert!(e.contains("`cfs` #0 appears twice"), "{e}");
+        let e = err(single(
+            vec![run("cfs", 0, rec("fifo", RunKind::Measured))],
+            vec![],
+        ));
+        assert!(e.contains("record of policy `fifo`"), "{e}");
+        let e = err(single(
+            vec![run("cfs", 0, rec("cfs", RunKind::Simulated))],
+            vec![],
+        ));
+        assert!(e.contains("into `bounds`"), "{e}");
+        let e = err(single(
+            vec![run("cfs", 0, rec("cfs", RunKind::Measured))],
+            vec![rec("srpt", RunKind::Measured)],
+        ));
+        assert!(e.contains("simulated record"), "{e}");
+        let e = err(single(vec![], vec![]));
+        assert!(e.contains("no measured runs"), "{e}");
+    }
+
+    #[test]
+    fn gates_are_evaluated_into_the_report() {
+        let r = testdata::report();
+        assert_eq!(r.gates.len(), 2);
+        assert!(r.gates[0].passed, "{}", r.gates[0].line());
+        assert_eq!(r.gates[0].checks.len(), 1, "only colocated has auth");
+        assert!(!r.gates[1].passed);
+        assert!(!r.gates_passed());
+        let eval = |g: &str| crate::parse_gate(g).unwrap().evaluate(&r);
+        assert!(eval("goodput@sim:srpt>0").passed);
+        assert_eq!(eval("goodput@sim:srpt>0").checks.len(), 2);
+        let every = eval("*.p99_ms<1000000");
+        assert!(every.passed);
+        assert_eq!(every.checks.len(), 7);
+        assert!(!eval("*.errors==0").passed, "measured runs have errors");
+        assert!(eval("*.errors@sim:srpt==0").passed);
+        let missing = eval("nowhere/auth.p99_ms<1");
+        assert!(!missing.passed && missing.problem.unwrap().contains("no scenario `nowhere`"));
+        let missing = eval("ghost.p99_ms<1");
+        assert!(missing.problem.unwrap().contains("`ghost`"));
+        let no_policy = eval("auth.p99_ms@rr<1000");
+        assert!(!no_policy.passed && no_policy.checks[0].value.is_none());
+        let wins = eval("colocated/auth.slo_attainment>=99%");
+        assert!(wins.passed, "{}", wins.line());
+    }
+}

@@ -509,6 +509,17 @@ mod tests {
     }
 
     #[test]
+    fn error_display_points_at_the_column() {
+        let shown = parse_gate("auth.slo_attainment>=x")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            shown,
+            "gate `auth.slo_attainment>=x`: `x` is not a number (write e.g. `0.99`, `50` or `99%`) (at column 22)\n  auth.slo_attainment>=x\n                       ^"
+        );
+    }
+
+    #[test]
     fn operators_hold_as_written() {
         assert!(Op::Lt.holds(1.0, 2.0) && !Op::Lt.holds(2.0, 2.0));
         assert!(Op::Le.holds(2.0, 2.0) && Op::Ge.holds(2.0, 2.0));

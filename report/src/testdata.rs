@@ -200,3 +200,68 @@ fn build_report() -> Report {
     )
     .unwrap()
 }
+
+/// A measured or simulated record from explicit samples per function:
+/// (label, deadline µs, samples as (response µs, service µs, outcome)).
+pub(crate) fn exact_record(
+    policy: &str,
+    kind: RunKind,
+    duration_s: f64,
+    funs: &[(&str, Option<f64>, Vec<(u64, f64, Outcome)>)],
+) -> RunRecord {
+    let functions = funs
+        .iter()
+        .map(|(label, deadline, samples)| {
+            let mut rec = FunctionRecorder::new(*label, "spin", *deadline);
+            for &(response_us, service, outcome) in samples {
+                rec.record(&Sample {
+                    outcome,
+                    response_us,
+                    response_uncorrected_us: response_us,
+                    exec_us: Some(service as u64),
+                    service_us: Some(service),
+                });
+            }
+            rec.stats()
+        })
+        .collect();
+    RunRecord {
+        duration_s,
+        functions,
+        ..record(&[], policy, kind, 0, 0)
+    }
+}
+
+/// A comparison of one scenario from explicit runs.
+pub(crate) fn single(runs: Vec<PolicyRun>, bounds: Vec<RunRecord>) -> Comparison {
+    Comparison {
+        scenarios: vec![ScenarioRuns {
+            name: "s".into(),
+            description: String::new(),
+            runs,
+            bounds,
+        }],
+        ..comparison_shell()
+    }
+}
+
+fn comparison_shell() -> Comparison {
+    Comparison {
+        title: "t".into(),
+        environment: environment(),
+        seed: 1,
+        created_unix_ms: 0,
+        settings: serde_json::Value::Null,
+        scenarios: Vec::new(),
+    }
+}
+
+/// A measured run of `policy`, repetition `rep`.
+pub(crate) fn run(policy: &str, rep: u32, record: RunRecord) -> PolicyRun {
+    PolicyRun {
+        policy: policy.into(),
+        repetition: rep,
+        record,
+        timeline: Vec::new(),
+    }
+}
