@@ -201,13 +201,16 @@ fn build_report() -> Report {
     .unwrap()
 }
 
-/// A measured or simulated record from explicit samples per function:
-/// (label, deadline µs, samples as (response µs, service µs, outcome)).
+/// Explicit samples of one function: (label, deadline µs, samples as
+/// (response µs, service µs, outcome)).
+pub(crate) type ExactFunction<'a> = (&'a str, Option<f64>, Vec<(u64, f64, Outcome)>);
+
+/// A measured or simulated record from explicit samples per function.
 pub(crate) fn exact_record(
     policy: &str,
     kind: RunKind,
     duration_s: f64,
-    funs: &[(&str, Option<f64>, Vec<(u64, f64, Outcome)>)],
+    funs: &[ExactFunction],
 ) -> RunRecord {
     let functions = funs
         .iter()
