@@ -26,6 +26,8 @@ pub const COMPARE_SCHEMA: &str = "slokit.compare/1";
 /// The policy the report is about; verdict ratios and the headline compare
 /// it with the baselines.
 pub const PROPOSED: &str = "two-level";
+/// The exit code of `slokit compare` when a gate fails.
+pub const GATE_FAILED_EXIT: i32 = 99;
 /// The simulated lower bound (shortest remaining processing time).
 pub const BOUND: &str = "srpt";
 /// Display order of the measured policies; others follow in input order.
@@ -242,8 +244,8 @@ impl Report {
         Ok(report)
     }
 
-    /// Whether every gate passed (true without gates). The CLI exits 99
-    /// when this is false.
+    /// Whether every gate passed (true without gates). The CLI exits
+    /// [`GATE_FAILED_EXIT`] when this is false.
     pub fn gates_passed(&self) -> bool {
         self.gates.iter().all(|g| g.passed)
     }

@@ -21,7 +21,7 @@ mod testdata;
 
 pub use aggregate::{
     BoundRatio, FunctionClass, FunctionReport, Goodput, Headline, HeadlineRatio, PolicyFigures,
-    Report, ReportOptions, RunTimeline, ScenarioReport, Verdict, COMPARE_SCHEMA,
+    Report, ReportOptions, RunTimeline, ScenarioReport, Verdict, COMPARE_SCHEMA, GATE_FAILED_EXIT,
 };
 pub use export::{
     exporter_for, Exporter, Format, HtmlExporter, JsonExporter, MarkdownExporter, TerminalExporter,

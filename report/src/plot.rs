@@ -5,6 +5,7 @@
 //! time. Colours are the Okabe–Ito palette, readable with colour blindness.
 
 use hdrhistogram::Histogram;
+use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -35,6 +36,42 @@ fn plot_err<E: std::fmt::Debug>(plot: &str) -> impl Fn(E) -> ReportError + '_ {
         plot: plot.to_string(),
         message: format!("{e:?}"),
     }
+}
+
+/// A log axis over `lo..hi` with readable ticks: 1-2-5 per decade (1-2-3-5
+/// when the range is short, only powers of ten when it is long) and light grid lines at every integer multiple. plotters' own
+/// log ticks start at the first power of ten, which leaves ranges such as
+/// 150–900 ms without labels.
+fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
+    let decades = (hi / lo).log10();
+    let mults: &[f64] = if decades > 3.5 {
+        &[1.0]
+    } else if decades > 1.2 {
+        &[1.0, 2.0, 5.0]
+    } else {
+        &[1.0, 2.0, 3.0, 5.0]
+    };
+    let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let mut bold = Vec::new();
+    let mut light = Vec::new();
+    for k in first..=last {
+        let p = 10f64.powi(k);
+        for m in 1..10 {
+            let v = f64::from(m) * p;
+            if v < lo || v > hi {
+                continue;
+            }
+            if mults.contains(&f64::from(m)) {
+                bold.push(v);
+            } else {
+                light.push(v);
+            }
+        }
+    }
+    (lo..hi)
+        .log_scale()
+        .with_key_points(bold)
+        .with_light_points(light)
 }
 
 /// Draws with `f` on a `w`×`h` SVG and returns the SVG text.
@@ -113,7 +150,7 @@ pub(crate) fn cdf(
             .margin(12)
             .x_label_area_size(44)
             .y_label_area_size(66)
-            .build_cartesian_2d((lo..hi).log_scale(), 0.0..1.0)
+            .build_cartesian_2d(log_axis(lo, hi), 0.0..1.0)
             .map_err(&e)?;
         chart
             .configure_mesh()
@@ -168,6 +205,9 @@ pub(crate) fn cdf(
     })
 }
 
+/// Above this many functions the slowdown plot does not name them.
+const MAX_NAMED_FUNCTIONS: usize = 12;
+
 /// One function under one policy in the slowdown plot.
 pub(crate) struct SlowdownPoint {
     pub function: String,
@@ -211,17 +251,15 @@ pub(crate) fn slowdown(
             .margin(14)
             .x_label_area_size(42)
             .y_label_area_size(56)
-            .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi).log_scale())
+            .build_cartesian_2d(log_axis(xlo, xhi), log_axis(ylo, yhi))
             .map_err(&e)?;
         chart
             .configure_mesh()
-            .x_labels(10)
-            .y_labels(10)
             .x_desc("median service time (ms, log scale)")
             .y_desc("slowdown = response / service (log)")
             .x_label_formatter(&|v| tick(*v))
             .y_label_formatter(&|v| tick(*v))
-            .light_line_style(TRANSPARENT)
+            .light_line_style(RGBColor(242, 242, 242))
             .bold_line_style(RGBColor(215, 215, 215))
             .label_style(("sans-serif", 15))
             .axis_desc_style(("sans-serif", 16))
@@ -266,13 +304,17 @@ pub(crate) fn slowdown(
                 .label(policy.clone())
                 .legend(move |(x, y)| Circle::new((x + 8, y), 5, color.filled()));
         }
-        // Function names above each function's highest point.
+        // Function names above each function's highest point (unless
+        // there are too many to read; the tables name them then).
         let mut labelled: Vec<(&str, f64, f64)> = Vec::new();
         for p in points {
             match labelled.iter_mut().find(|(f, _, _)| *f == p.function) {
                 Some(l) => l.2 = l.2.max(p.p99),
                 None => labelled.push((&p.function, p.service_ms, p.p99)),
             }
+        }
+        if labelled.len() > MAX_NAMED_FUNCTIONS {
+            labelled.clear();
         }
         chart
             .draw_series(labelled.iter().map(|(f, x, y)| {

@@ -65,9 +65,13 @@ impl Exporter for MarkdownExporter {
                 "{} repetition(s){duration} per policy.\n\n",
                 s.repetitions
             ));
-            for l in &s.headline.lines {
-                o.push_str(&format!("> **{l}**\n>\n"));
-            }
+            let quoted: Vec<String> = s
+                .headline
+                .lines
+                .iter()
+                .map(|l| format!("> **{l}**\n"))
+                .collect();
+            o.push_str(&quoted.join(">\n"));
             o.push_str("\n### Verdicts\n\n");
             for f in &s.functions {
                 o.push_str(&format!("- {}\n", f.verdict.text));
