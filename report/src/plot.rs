@@ -444,6 +444,14 @@ mod tests {
     }
 
     #[test]
+    fn log_axes_label_ranges_within_a_decade() {
+        let ticks = |lo, hi| log_axis(lo, hi).bold_points().to_vec();
+        assert_eq!(ticks(150.0, 900.0), [200.0, 300.0, 500.0]);
+        assert_eq!(ticks(0.8, 130.0), [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]);
+        assert_eq!(ticks(0.5, 50_000.0), [1.0, 10.0, 100.0, 1000.0, 10_000.0]);
+    }
+
+    #[test]
     fn plots_have_axis_labels_as_text() {
         let s = CdfSeries {
             label: "cfs".into(),
