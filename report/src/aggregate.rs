@@ -273,7 +273,7 @@ impl ScenarioReport {
         self.functions.iter().find(|f| f.label == label)
     }
 
-    /// Goodput of a measured (or, failing that, simulated) policy.
+    /// Goodput of `policy` among the runs of `kind`.
     pub fn goodput_of(&self, policy: &str, kind: RunKind) -> Option<&Goodput> {
         self.goodput
             .iter()
