@@ -746,3 +746,31 @@ fn graceful_shutdown_finishes_in_flight_requests() {
     assert!(idle.is_closed(), "idle keep-alive connection closed");
     assert!(TcpStream::connect(addr).is_err(), "no longer accepting");
 }
+
+#[test]
+fn notify_drops_and_counts_events_the_agent_cannot_take() {
+    let (dir, path, sock) = notify_socket();
+    let host = start(HostConfig {
+        workers: 1,
+        notify: Some(path),
+        ..HostConfig::default()
+    });
+    let mut c = Client::connect(host.local_addr());
+    // Nobody reads: the datagram queue fills (net.unix.max_dgram_qlen),
+    // then the agent goes away entirely; requests are served regardless.
+    for _ in 0..100 {
+        assert_eq!(c.request("GET", "/healthz", b"").status, 200);
+    }
+    let full = host.stats().notify_dropped;
+    assert!(full > 0 && full < 200, "{full}");
+    drop(sock);
+    drop(dir);
+    for _ in 0..5 {
+        assert_eq!(c.request("GET", "/healthz", b"").status, 200);
+    }
+    // All 10 events after the agent left are dropped; the last completion
+    // of the first phase may have been counted after `full` was read (it
+    // is sent after the reply the client waited for).
+    let gone = host.shutdown().notify_dropped - full;
+    assert!(gone == 10 || gone == 11, "{gone}");
+}

@@ -105,33 +105,34 @@ pub(crate) fn read_request(conn: &mut Conn, max_body: usize) -> Result<Head, Rea
     }
 }
 
-/// One `recv(2)` into the connection buffer; `dont_wait` makes it
+/// One `recv(2)` appended to the connection buffer; `dont_wait` makes it
 /// non-blocking for this call only.
 fn recv_more(conn: &mut Conn, dont_wait: bool) -> io::Result<usize> {
-    let old = conn.buf.len();
-    conn.buf.resize(old + READ_CHUNK, 0);
+    conn.buf.reserve(READ_CHUNK);
+    let spare = conn.buf.spare_capacity_mut();
     let flags = if dont_wait { libc::MSG_DONTWAIT } else { 0 };
-    let n = loop {
-        // SAFETY: the pointer and length describe the writable tail of
-        // `conn.buf` we just resized.
+    loop {
+        // SAFETY: the pointer and length describe the buffer's spare
+        // capacity, which the kernel may write to.
         let n = unsafe {
             libc::recv(
                 conn.stream.as_raw_fd(),
-                conn.buf[old..].as_mut_ptr().cast(),
-                READ_CHUNK,
+                spare.as_mut_ptr().cast(),
+                spare.len(),
                 flags,
             )
         };
         if n >= 0 {
-            break Ok(n as usize);
+            let n = n as usize;
+            // SAFETY: the kernel initialised the first `n` spare bytes.
+            unsafe { conn.buf.set_len(conn.buf.len() + n) };
+            return Ok(n);
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
-            break Err(e);
+            return Err(e);
         }
-    };
-    conn.buf.truncate(old + *n.as_ref().unwrap_or(&0));
-    n
+    }
 }
 
 /// Parses the head once it is complete; `Ok(None)` while more is needed.

@@ -48,7 +48,7 @@ use poller::{Epoll, Wake};
 /// Default limit on a request body: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 /// Default time a client may take to finish sending a request it started.
-pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default listen backlog (the kernel caps it at `net.core.somaxconn`).
 pub const DEFAULT_BACKLOG: i32 = 4096;
 /// Default number of workers when no CPU list says otherwise.
@@ -93,7 +93,7 @@ impl Default for HostConfig {
             worker_cpus: None,
             notify: None,
             max_body: DEFAULT_MAX_BODY,
-            io_timeout: DEFAULT_READ_TIMEOUT,
+            io_timeout: DEFAULT_IO_TIMEOUT,
             backlog: DEFAULT_BACKLOG,
         }
     }

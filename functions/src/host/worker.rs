@@ -71,6 +71,10 @@ impl Worker {
             return;
         }
         conn.buf.drain(..head.head_len + head.body_len);
+        if conn.buf.capacity() > MAX_IDLE_BUF && conn.buf.len() <= MAX_IDLE_BUF {
+            // After a large body: parked connections keep small buffers.
+            conn.buf.shrink_to(MAX_IDLE_BUF);
+        }
         if conn.buf.is_empty() {
             shared.park(conn);
         } else {
@@ -202,6 +206,9 @@ impl Worker {
 }
 
 const JSON: &str = "application/json";
+
+/// Buffer capacity a connection keeps between requests.
+const MAX_IDLE_BUF: usize = 64 * 1024;
 
 /// What a route answered, apart from the body.
 struct Outcome {
