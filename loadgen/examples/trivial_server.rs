@@ -24,17 +24,30 @@ async fn ok(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible>
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
-    let port: u16 = args.next().map_or(8099, |p| p.parse().expect("PORT is a number"));
-    let threads: usize = args.next().map_or(1, |t| t.parse().expect("THREADS is a number"));
+    let port: u16 = args
+        .next()
+        .map_or(8099, |p| p.parse().expect("PORT is a number"));
+    let threads: usize = args
+        .next()
+        .map_or(1, |t| t.parse().expect("THREADS is a number"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        #[allow(unreachable_code)]
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         eprintln!("trivial_server listening on http://127.0.0.1:{port} ({threads} threads)");
         loop {
-            let (stream, _) = listener.accept().await?;
+            let stream = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors, for example: keep serving.
+                    eprintln!("accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let _ = http1::Builder::new()

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -69,6 +69,9 @@ pub struct ClientConfig {
     pub grace: Duration,
     /// Sending threads (each its own runtime, connections and recorders).
     pub threads: usize,
+    /// Keep-alive connections each sending thread opens per target before
+    /// time zero (more are opened whenever all are busy).
+    pub connections: usize,
     /// Spin (yield-poll) instead of sleeping this close to a send.
     pub spin: Duration,
     /// Pin sending thread i to `cpus[i % len]` (empty: no pinning).
@@ -94,6 +97,7 @@ impl Default for ClientConfig {
             cap_mode: CapMode::Delay,
             grace: Duration::from_secs(5),
             threads: 1,
+            connections: 4,
             spin: Duration::from_millis(2),
             cpus: Vec::new(),
             probe: true,
@@ -140,18 +144,26 @@ impl Reporter for NoReporter {}
 /// with status 130. Pass it as [`ClientConfig::stop`].
 pub fn ctrl_c_flag() -> Result<Arc<AtomicBool>, LoadgenError> {
     let flag = Arc::new(AtomicBool::new(false));
-    let err = |e: std::io::Error| LoadgenError::Runtime(format!("cannot install the Ctrl-C handler: {e}"));
-    signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 130, flag.clone())
-        .map_err(err)?;
+    let err = |e: std::io::Error| {
+        LoadgenError::Runtime(format!("cannot install the Ctrl-C handler: {e}"))
+    };
+    signal_hook::flag::register_conditional_shutdown(
+        signal_hook::consts::SIGINT,
+        130,
+        flag.clone(),
+    )
+    .map_err(err)?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone()).map_err(err)?;
     Ok(flag)
 }
 
 fn parse_url(url: &str) -> Result<(SocketAddr, HeaderValue, String), LoadgenError> {
     let bad = |m: String| LoadgenError::invalid("--target", m);
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| bad(format!("`{url}` is not a URL ({e}); e.g. http://127.0.0.1:8080")))?;
+    let uri: Uri = url.parse().map_err(|e| {
+        bad(format!(
+            "`{url}` is not a URL ({e}); e.g. http://127.0.0.1:8080"
+        ))
+    })?;
     match uri.scheme_str() {
         Some("http") => {}
         Some(other) => {
@@ -165,7 +177,10 @@ fn parse_url(url: &str) -> Result<(SocketAddr, HeaderValue, String), LoadgenErro
         .authority()
         .ok_or_else(|| bad(format!("`{url}` has no host")))?;
     let port = authority.port_u16().unwrap_or(80);
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let addr = (host, port)
         .to_socket_addrs()
         .map_err(|e| bad(format!("cannot resolve `{host}`: {e}")))?
@@ -211,17 +226,27 @@ fn plan(schedule: &Schedule, cfg: &ClientConfig) -> Result<Plan, LoadgenError> {
                     .replace("{label}", &f.label)
             );
             (
-                endpoint_of(*addr, host.clone(), cfg.target.as_deref().unwrap_or_default()),
+                endpoint_of(
+                    *addr,
+                    host.clone(),
+                    cfg.target.as_deref().unwrap_or_default(),
+                ),
                 path,
             )
         } else {
             return Err(LoadgenError::invalid(
                 "--target",
-                format!("no target URL for function `{}`: pass --target (or a URL for this label)", f.label),
+                format!(
+                    "no target URL for function `{}`: pass --target (or a URL for this label)",
+                    f.label
+                ),
             ));
         };
         let uri: Uri = path.parse().map_err(|e| {
-            LoadgenError::invalid("--path-template", format!("`{path}` is not a valid path ({e})"))
+            LoadgenError::invalid(
+                "--path-template",
+                format!("`{path}` is not a valid path ({e})"),
+            )
         })?;
         routes.push(Route { endpoint, uri });
         bodies.push(Bytes::from(
@@ -233,7 +258,11 @@ fn plan(schedule: &Schedule, cfg: &ClientConfig) -> Result<Plan, LoadgenError> {
         routes,
         bodies,
         labels: schedule.functions.iter().map(|f| f.label.clone()).collect(),
-        functions: schedule.functions.iter().map(|f| f.function.clone()).collect(),
+        functions: schedule
+            .functions
+            .iter()
+            .map(|f| f.function.clone())
+            .collect(),
         deadlines: schedule.functions.iter().map(|f| f.deadline_us).collect(),
     })
 }
@@ -337,9 +366,10 @@ pub fn run_blocking(
     };
     let (iv_tx, iv_rx) = crossbeam_channel::unbounded();
     reporter.started(schedule, cfg);
-    // Start a little in the future so every shard's runtime is up before
-    // the first intended send.
-    let start = Instant::now() + Duration::from_millis(20);
+    // Time zero is set by the shards once all have their connections.
+    let start_cell = Arc::new(OnceLock::new());
+    let ready = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let spawned = Instant::now();
     let total = schedule.arrivals.len() as u64;
     let results: Vec<Result<ShardResult, String>> = std::thread::scope(|scope| {
         let mut handles = Vec::new();
@@ -350,7 +380,8 @@ pub fn run_blocking(
                 schedule,
                 plan: plan.clone(),
                 cfg,
-                start,
+                start: start_cell.clone(),
+                ready: ready.clone(),
                 stop: stop.clone(),
                 counters: counters.clone(),
                 csv: csv_tx.clone(),
@@ -383,7 +414,9 @@ pub fn run_blocking(
                 reporter.stopping(cfg.grace);
             }
             reporter.progress(&Progress {
-                elapsed_s: Instant::now().saturating_duration_since(start).as_secs_f64(),
+                elapsed_s: start_cell.get().map_or(0.0, |s| {
+                    Instant::now().saturating_duration_since(*s).as_secs_f64()
+                }),
                 duration_s: schedule.duration_s(),
                 total,
                 sent: counters.sent.load(Ordering::Relaxed),
@@ -400,7 +433,10 @@ pub fn run_blocking(
         }
         let out: Vec<_> = handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("a sending thread panicked".into())))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a sending thread panicked".into()))
+            })
             .collect();
         if let Some(w) = hlog.as_mut() {
             for iv in iv_rx.try_iter() {
@@ -427,6 +463,7 @@ pub fn run_blocking(
         h.join()
             .map_err(|_| LoadgenError::Runtime("the CSV writer thread panicked".into()))??;
     }
+    let start = start_cell.get().copied().unwrap_or(spawned);
     let record = assemble(
         schedule,
         &plan,
@@ -493,7 +530,10 @@ fn assemble(
         aborted += s.aborted_in_flight;
         unsent += s.unsent;
         stopped |= s.stopped;
-        first_i = first_i.min(s.first_intended_ns).or(first_i).or(s.first_intended_ns);
+        first_i = first_i
+            .min(s.first_intended_ns)
+            .or(first_i)
+            .or(s.first_intended_ns);
         last_i = last_i.max(s.last_intended_ns);
         first_a = match (first_a, s.first_actual) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -508,7 +548,14 @@ fn assemble(
             let intended_span = (li - fi) as f64 / 1e9;
             let actual_span = la.saturating_duration_since(fa).as_secs_f64();
             let n = (really_sent - 1) as f64;
-            (n / intended_span, if actual_span > 0.0 { n / actual_span } else { 0.0 })
+            (
+                n / intended_span,
+                if actual_span > 0.0 {
+                    n / actual_span
+                } else {
+                    0.0
+                },
+            )
         }
         _ => (0.0, 0.0),
     };
@@ -526,7 +573,9 @@ fn assemble(
         ));
     }
     if delayed > 0 {
-        notes.push(format!("{delayed} sends were delayed by the --max-inflight cap"));
+        notes.push(format!(
+            "{delayed} sends were delayed by the --max-inflight cap"
+        ));
     }
     if dropped > 0 {
         notes.push(format!(

@@ -46,18 +46,15 @@ fn output_error(path: &Path, e: impl std::fmt::Display) -> LoadgenError {
     }
 }
 
+/// The CSV writer thread; its result says whether the file was written.
+pub(crate) type CsvThread = std::thread::JoinHandle<Result<(), LoadgenError>>;
+
 /// Starts the CSV writer thread; returns the channel and the thread, which
 /// ends (flushing the file) when every sender is dropped.
 pub(crate) fn spawn_csv_writer(
     path: &Path,
     labels: Vec<String>,
-) -> Result<
-    (
-        crossbeam_channel::Sender<Row>,
-        std::thread::JoinHandle<Result<(), LoadgenError>>,
-    ),
-    LoadgenError,
-> {
+) -> Result<(crossbeam_channel::Sender<Row>, CsvThread), LoadgenError> {
     let file = File::create(path).map_err(|e| output_error(path, e))?;
     let (tx, rx) = crossbeam_channel::bounded::<Row>(CSV_CHANNEL);
     let path: PathBuf = path.to_path_buf();
@@ -134,13 +131,17 @@ impl HlogWriter {
     }
 
     pub(crate) fn add(&mut self, iv: Interval) -> Result<(), LoadgenError> {
-        let entry = self.pending.entry(iv.index).or_insert_with(|| (0, Vec::new()));
+        let entry = self
+            .pending
+            .entry(iv.index)
+            .or_insert_with(|| (0, Vec::new()));
         entry.0 += 1;
         if entry.1.is_empty() {
             entry.1 = iv.hists;
         } else {
             for (a, b) in entry.1.iter_mut().zip(&iv.hists) {
-                a.add(b).map_err(|e| output_error(&self.path, format!("{e:?}")))?;
+                a.add(b)
+                    .map_err(|e| output_error(&self.path, format!("{e:?}")))?;
             }
         }
         // Intervals every shard has reported are complete.

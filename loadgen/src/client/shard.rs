@@ -18,7 +18,7 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -135,7 +135,14 @@ fn us(d: Duration) -> u64 {
 }
 
 impl Shard {
-    fn record(&self, job: &Job, actual: Instant, end: Instant, outcome: Outcome, exec_us: Option<u64>) {
+    fn record(
+        &self,
+        job: &Job,
+        actual: Instant,
+        end: Instant,
+        outcome: Outcome,
+        exec_us: Option<u64>,
+    ) {
         let response_us = us(end.saturating_duration_since(job.intended));
         let sample = Sample {
             outcome,
@@ -192,7 +199,9 @@ impl Shard {
 }
 
 async fn connect(addr: SocketAddr) -> Result<Sender, Failure> {
-    let stream = TcpStream::connect(addr).await.map_err(|_| Failure::Connect)?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|_| Failure::Connect)?;
     let _ = stream.set_nodelay(true);
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -250,9 +259,9 @@ async fn invoke(sh: Rc<Shard>, job: Job, conn: Option<Sender>) {
         sh.first_actual.set(Some(actual));
     }
     sh.last_actual.set(Some(actual));
-    sh.lateness
-        .borrow_mut()
-        .saturating_record((actual.saturating_duration_since(job.intended).as_nanos() as u64).max(1));
+    sh.lateness.borrow_mut().saturating_record(
+        (actual.saturating_duration_since(job.intended).as_nanos() as u64).max(1),
+    );
     let result = if sh.aborted.get() {
         Err(Failure::Timeout)
     } else {
@@ -268,7 +277,9 @@ async fn invoke(sh: Rc<Shard>, job: Job, conn: Option<Sender>) {
     };
     let end = Instant::now();
     let (outcome, exec_us, back) = match result {
-        Ok((status, exec, sender)) if (200..300).contains(&status) => (Outcome::Ok, exec, Some(sender)),
+        Ok((status, exec, sender)) if (200..300).contains(&status) => {
+            (Outcome::Ok, exec, Some(sender))
+        }
         Ok((status, exec, sender)) => (Outcome::HttpError(status), exec, Some(sender)),
         Err(Failure::Timeout) => (Outcome::Timeout, None, None),
         Err(Failure::Connect) => (Outcome::ConnectError, None, None),
@@ -313,7 +324,10 @@ pub(crate) struct ShardInput<'a> {
     pub schedule: &'a Schedule,
     pub plan: Plan,
     pub cfg: &'a ClientConfig,
-    pub start: Instant,
+    /// The run's time zero, set by the first shard ready to send.
+    pub start: Arc<OnceLock<Instant>>,
+    /// Shards that have opened their connections; each waits for all.
+    pub ready: Arc<std::sync::atomic::AtomicUsize>,
     pub stop: Arc<AtomicBool>,
     pub counters: Arc<Counters>,
     pub csv: Option<crossbeam_channel::Sender<Row>>,
@@ -344,11 +358,31 @@ async fn shard_main(input: ShardInput<'_>) -> ShardResult {
         plan,
         cfg,
         start,
+        ready,
         stop,
         counters,
         csv,
         intervals,
     } = input;
+    // Open the initial connections before time zero, so the first sends do
+    // not all race to connect (a connect storm at the start).
+    let mut warm: Vec<Vec<Sender>> = Vec::new();
+    for e in &plan.endpoints {
+        let mut conns = Vec::new();
+        for _ in 0..cfg.connections {
+            if let Ok(mut c) = connect(e.addr).await {
+                if c.ready().await.is_ok() {
+                    conns.push(c);
+                }
+            }
+        }
+        warm.push(conns);
+    }
+    ready.fetch_add(1, Ordering::SeqCst);
+    while ready.load(Ordering::SeqCst) < shards && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let start = *start.get_or_init(|| Instant::now() + Duration::from_millis(2));
     let n_functions = schedule.functions.len();
     let interval_max = us(cfg.timeout).saturating_mul(2).max(1_000);
     let new_interval = move || {
@@ -359,10 +393,12 @@ async fn shard_main(input: ShardInput<'_>) -> ShardResult {
     let sh = Rc::new(Shard {
         start,
         timeout: cfg.timeout,
-        pools: (0..plan.endpoints.len()).map(|_| RefCell::new(Vec::new())).collect(),
+        pools: warm.into_iter().map(RefCell::new).collect(),
         recorders: RefCell::new(
             (0..n_functions)
-                .map(|i| FunctionRecorder::new(&plan.labels[i], &plan.functions[i], plan.deadlines[i]))
+                .map(|i| {
+                    FunctionRecorder::new(&plan.labels[i], &plan.functions[i], plan.deadlines[i])
+                })
                 .collect(),
         ),
         plan,
@@ -386,7 +422,6 @@ async fn shard_main(input: ShardInput<'_>) -> ShardResult {
     let next_interval = Rc::new(Cell::new(0u64));
     let ticker = intervals.clone().map(|tx| {
         let sh = sh.clone();
-        let new_interval = new_interval.clone();
         let next_interval = next_interval.clone();
         tokio::task::spawn_local(async move {
             loop {
@@ -535,10 +570,7 @@ async fn shard_main(input: ShardInput<'_>) -> ShardResult {
     if let (Some(tx), Some(iv)) = (&intervals, &sh.interval) {
         let index = next_interval.get();
         let hists = std::mem::replace(&mut *iv.borrow_mut(), new_interval());
-        let _ = tx.send(Interval {
-            index,
-            hists,
-        });
+        let _ = tx.send(Interval { index, hists });
     }
     let recorders = sh.recorders.borrow().clone();
     let lateness_ns = sh.lateness.borrow().clone();
