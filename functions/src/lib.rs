@@ -8,6 +8,7 @@
 
 pub mod catalogue;
 pub mod environment;
+pub mod host;
 pub mod notify;
 pub mod record;
 pub mod schedule;
