@@ -5,3 +5,4 @@
 pub mod params;
 
 pub use params::{SliceController, TwoLevelParams};
+pub mod sim;
