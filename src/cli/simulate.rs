@@ -15,7 +15,14 @@ use slokit_sched::sim::{
 };
 use slokit_sched::TwoLevelParams;
 
-/// Arguments of `slokit simulate`.
+/// Arguments of `slokit simulate` (boxed: they are many, and the
+/// subcommand enum should stay small).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    inner: Box<SimArgs>,
+}
+
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Service distributions (SPEC): 5ms | det:5ms | exp:0.5ms | lognormal:MEAN:SIGMA | \
@@ -25,7 +32,7 @@ Examples:
   slokit simulate --cpus 64 --mix auth:0.9,video:0.1 \\
       --service auth=exp:0.5ms,video=lognormal:120ms:0.5 --rho 0.8 --duration 600s
   slokit simulate --cpus 4 --schedule schedule.json --service spin=exp:2ms --out runs.json")]
-pub struct Args {
+struct SimArgs {
     /// CPUs in the model (c); any number, independent of this machine.
     #[arg(long, default_value_t = 1)]
     cpus: u32,
@@ -105,7 +112,7 @@ fn ms(text: &str) -> anyhow::Result<f64> {
 }
 
 impl Options {
-    fn from_args(a: Args) -> anyhow::Result<Self> {
+    fn from_args(a: SimArgs) -> anyhow::Result<Self> {
         if a.cpus == 0 {
             bail!("--cpus must be at least 1");
         }
@@ -235,7 +242,7 @@ impl Options {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let opts = Options::from_args(args)?;
+    let opts = Options::from_args(*args.inner)?;
     let s = &opts.schedule;
     println!(
         "{}: {} arrivals over {:.1} s, {} functions, model of {} CPUs, seed {}",
