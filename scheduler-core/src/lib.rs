@@ -26,3 +26,4 @@ pub use error::SchedError;
 pub use metrics::{AgentMetrics, LatencyStats, METRICS_SCHEMA};
 pub use monitor::MonitorChoice;
 pub use params::{SliceController, TwoLevelParams};
+pub mod sim;
