@@ -29,39 +29,7 @@ pub struct Experiment {
     pub scenarios: Vec<Scenario>,
 }
 
-/// A scheduling set-up `compare` can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Policy {
-    Cfs,
-    Fifo,
-    TwoLevel,
-}
-
-impl Policy {
-    /// The name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Policy::Cfs => "cfs",
-            Policy::Fifo => "fifo",
-            Policy::TwoLevel => "two-level",
-        }
-    }
-}
-
-impl std::str::FromStr for Policy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "cfs" => Ok(Policy::Cfs),
-            "fifo" => Ok(Policy::Fifo),
-            "two-level" => Ok(Policy::TwoLevel),
-            other => Err(format!(
-                "unknown policy `{other}` (known: cfs, fifo, two-level)"
-            )),
-        }
-    }
-}
+pub use slokit_sched::Policy;
 
 /// Which CPUs do what.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,237 @@
 //! `slokit compare`: profiles the functions when needed, starts one function
 //! host per function on the function CPUs, replays the same arrival schedule
 //! under each policy with the scheduling agent attached, adds the simulated
-//! SRPT bound, and hands the records to the report.
+//! bounds (SRPT, PS, FIFO, two-level) for the same schedule, and hands the
+//! records to the report. Presentation lives behind [`CompareObserver`].
 
 pub mod children;
+pub mod profiles;
+pub mod runner;
+pub mod schedules;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use slokit_functions::{Catalogue, CatalogueConfig, Environment, RunRecord, Schedule};
+use slokit_report::{Comparison, PolicyRun, ScenarioRuns};
+use slokit_sched::sim::{simulate, ServiceModel, ServiceSampler, SimConfig, SimPolicy};
+
+use crate::experiment::Experiment;
+use runner::{run_once, RunSettings};
+use schedules::{scenario_schedule, ServiceFacts};
+
+/// What `compare` needs besides the experiment.
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    pub experiment: Experiment,
+    /// Folder relative paths of the experiment are resolved against.
+    pub root: PathBuf,
+    /// Folder for the run records, agent metrics and partial results.
+    pub out_dir: PathBuf,
+    /// The `slokit` binary used for hosts and agents.
+    pub slokit: PathBuf,
+    /// Profile every function again even when its profile is fresh.
+    pub reprofile: bool,
+}
+
+/// Progress of a comparison; every hook defaults to nothing. Also the load
+/// generator's reporter (per-run progress) and the profiler's observer.
+pub trait CompareObserver: slokit_loadgen::Reporter {
+    /// A line worth showing (placement, profiles, schedules, warnings).
+    fn note(&self, _text: &str) {}
+    /// Run `index` of `total` starts.
+    fn run_started(&self, _scenario: &str, _policy: &str, _repetition: u32, _index: usize, _total: usize) {}
+    /// A run ended with this record.
+    fn run_finished(&self, _scenario: &str, _record: &RunRecord) {}
+    /// The profiler's observer, for profiles derived on the way.
+    fn profiler(&self) -> Box<dyn slokit_profiler::Observer + '_> {
+        Box::new(slokit_profiler::NoopObserver)
+    }
+}
+
+/// What a comparison produced: every run that finished, and why it stopped
+/// early if it did. The comparison is valid (and reportable) even then.
+#[derive(Debug)]
+pub struct CompareOutcome {
+    pub comparison: Comparison,
+    pub interrupted: bool,
+    pub error: Option<anyhow::Error>,
+}
+
+fn online_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Pins the calling thread (and the threads it starts later) to `cpus`.
+fn pin_current_thread(cpus: &[usize]) -> anyhow::Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it; pid 0 is the
+    // calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            anyhow::bail!("cannot pin slokit to CPUs {cpus:?}: {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The simulator's service model: the profiles' distributions for mixes;
+/// trace replays carry their own per-arrival durations.
+fn service_model(profiled: &HashMap<String, profiles::ProfiledFunction>) -> anyhow::Result<ServiceModel> {
+    let mut model = ServiceModel::new();
+    for (label, p) in profiled {
+        model = model.with(label.clone(), ServiceSampler::from_histogram(&p.histogram_us)?);
+    }
+    Ok(model)
+}
+
+/// The simulated runs of `schedule` on `cpus` CPUs: SRPT (the bound), PS
+/// (the model of CFS), FIFO and two-level.
+pub fn simulated_bounds(
+    schedule: &Schedule,
+    model: &ServiceModel,
+    exp: &Experiment,
+    cpus: usize,
+) -> anyhow::Result<Vec<RunRecord>> {
+    [SimPolicy::Srpt, SimPolicy::Ps, SimPolicy::Fifo, SimPolicy::TwoLevel]
+        .into_iter()
+        .map(|policy| {
+            let cfg = SimConfig { params: exp.two_level, seed: exp.seed, ..SimConfig::new(cpus as u32, policy) };
+            Ok(simulate(schedule, model, &cfg).with_context(|| format!("simulating {}", policy.name()))?.record)
+        })
+        .collect()
+}
+
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+    let end = Instant::now() + d;
+    while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Saves the comparison so far, so a crash or Ctrl-C loses nothing measured.
+pub fn save_partial(comparison: &Comparison, out_dir: &Path) -> anyhow::Result<()> {
+    let path = out_dir.join("comparison.json");
+    let text = serde_json::to_string(comparison)?;
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Runs the whole comparison.
+pub fn run_compare(
+    opts: &CompareOptions,
+    stop: &Arc<AtomicBool>,
+    observer: &dyn CompareObserver,
+) -> anyhow::Result<CompareOutcome> {
+    let exp = &opts.experiment;
+    let (function_cpus, agent_cpus) =
+        exp.placement.resolve(online_cpus()).map_err(|e| anyhow::anyhow!("placement: {e}"))?;
+    pin_current_thread(&agent_cpus)?;
+    let cpus = function_cpus.len();
+    observer.note(&format!(
+        "function CPUs {function_cpus:?} (c = {cpus}); load generator and agent on CPUs {agent_cpus:?}"
+    ));
+    std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating {}", opts.out_dir.display()))?;
+
+    let catalogue = Catalogue::builtin(&CatalogueConfig::default());
+    let measure_cpu = *function_cpus.last().expect("placement gives at least one function CPU");
+    let profiled = {
+        let mut obs = observer.profiler();
+        profiles::ensure_profiles(exp, &opts.root, &catalogue, measure_cpu, opts.reprofile, obs.as_mut())?
+    };
+    for (label, p) in &profiled {
+        observer.note(&format!(
+            "{label}: service {:.1} µs, deadline {:.1} µs ({})",
+            p.facts.service_us, p.facts.deadline_us, p.origin
+        ));
+    }
+    let facts: HashMap<String, ServiceFacts> = profiled.iter().map(|(l, p)| (l.clone(), p.facts)).collect();
+    let model = service_model(&profiled)?;
+
+    let mut comparison = Comparison {
+        title: "slokit compare".into(),
+        environment: Environment::probe(),
+        seed: exp.seed,
+        created_unix_ms: unix_ms(),
+        settings: serde_json::to_value(exp)?,
+        scenarios: Vec::new(),
+    };
+    let mut schedules = Vec::new();
+    for scenario in &exp.scenarios {
+        let schedule = scenario_schedule(scenario, &facts, cpus, exp.seed, exp.trace_deadline_slack, &opts.root)?;
+        observer.note(&format!(
+            "{}: {} invocations over {:.1} s ({})",
+            scenario.name,
+            schedule.arrivals.len(),
+            schedule.duration_s(),
+            schedule.source
+        ));
+        let bounds = simulated_bounds(&schedule, &model, exp, cpus)?;
+        comparison.scenarios.push(ScenarioRuns {
+            name: scenario.name.clone(),
+            description: scenario.description.clone(),
+            runs: Vec::new(),
+            bounds,
+        });
+        schedules.push(schedule);
+    }
+
+    let settings = RunSettings {
+        slokit: opts.slokit.clone(),
+        function_cpus,
+        agent_cpus,
+        workers_per_host: exp.placement.workers_per_host,
+        two_level: slokit_sched::TwoLevelParams { cpus: cpus as u32, ..exp.two_level },
+        work_dir: opts.out_dir.clone(),
+    };
+    let total = exp.scenarios.len() * exp.repetitions as usize * exp.policies.len();
+    let mut index = 0;
+    let mut error = None;
+    'runs: for (si, schedule) in schedules.iter().enumerate() {
+        let name = exp.scenarios[si].name.clone();
+        for repetition in 0..exp.repetitions {
+            // Policies interleave within a repetition, so slow drift of the
+            // machine spreads over all of them instead of favouring one.
+            for &policy in &exp.policies {
+                if stop.load(Ordering::Relaxed) {
+                    break 'runs;
+                }
+                index += 1;
+                observer.run_started(&name, policy.name(), repetition, index, total);
+                let tag = format!("{name}-{}-{repetition}", policy.name());
+                match run_once(schedule, policy, &tag, &settings, stop, observer) {
+                    Ok(out) => {
+                        observer.run_finished(&name, &out.record);
+                        let path = opts.out_dir.join(format!("run-{tag}.json"));
+                        std::fs::write(&path, serde_json::to_string_pretty(&out.record)?)
+                            .with_context(|| format!("writing {}", path.display()))?;
+                        comparison.scenarios[si].runs.push(PolicyRun {
+                            policy: policy.name().to_string(),
+                            repetition,
+                            record: out.record,
+                            timeline: out.timeline,
+                        });
+                        save_partial(&comparison, &opts.out_dir)?;
+                    }
+                    Err(e) => {
+                        error = Some(e.context(format!("run {tag}")));
+                        break 'runs;
+                    }
+                }
+                sleep_unless_stopped(Duration::from_secs_f64(exp.cooldown_s), stop);
+            }
+        }
+    }
+    comparison.scenarios.retain(|s| !s.runs.is_empty());
+    Ok(CompareOutcome { interrupted: stop.load(Ordering::Relaxed), comparison, error })
+}

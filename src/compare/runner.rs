@@ -1,0 +1,146 @@
+//! One measured run: start a function host per scheduled function on the
+//! function CPUs, attach the scheduling agent with one policy, replay the
+//! schedule open-loop, then stop agent and hosts (by pid) and collect the
+//! run record and the agent's metrics.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use slokit_functions::record::TimelinePoint;
+use slokit_functions::{RunRecord, Schedule};
+use slokit_loadgen::{ClientConfig, Reporter};
+use slokit_sched::metrics::AgentMetrics;
+use slokit_sched::{Policy, TwoLevelParams};
+
+use super::children::ChildGuard;
+
+/// How runs are placed and sized.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// The `slokit` binary that serves functions and runs the agent.
+    pub slokit: PathBuf,
+    pub function_cpus: Vec<usize>,
+    pub agent_cpus: Vec<usize>,
+    pub workers_per_host: usize,
+    pub two_level: TwoLevelParams,
+    /// Scratch folder for agent metrics.
+    pub work_dir: PathBuf,
+}
+
+/// What one run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub record: RunRecord,
+    pub timeline: Vec<TimelinePoint>,
+    pub agent: Option<AgentMetrics>,
+}
+
+fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// A running host per schedule function, keyed by label.
+struct Hosts {
+    guards: Vec<ChildGuard>,
+    urls: HashMap<String, String>,
+    deadlines: Vec<(u32, f64)>,
+}
+
+fn start_hosts(schedule: &Schedule, s: &RunSettings) -> anyhow::Result<Hosts> {
+    let mut hosts = Hosts { guards: Vec::new(), urls: HashMap::new(), deadlines: Vec::new() };
+    for f in &schedule.functions {
+        let mut cmd = Command::new(&s.slokit);
+        cmd.args(["serve", "--functions", &f.function, "--listen", "127.0.0.1:0"])
+            .args(["--workers", &s.workers_per_host.to_string()])
+            .args(["--cpus", &cpu_list(&s.function_cpus)]);
+        let (guard, line) =
+            ChildGuard::spawn_until_ready(&format!("host for {}", f.label), cmd, "listening on", Duration::from_secs(20))?;
+        let base = line.trim_start_matches("listening on").trim().trim_end_matches('/').to_string();
+        hosts.urls.insert(f.label.clone(), format!("{base}/invoke/{}", f.function));
+        if let Some(d) = f.deadline_us {
+            hosts.deadlines.push((guard.pid(), d / 1e3));
+        }
+        hosts.guards.push(guard);
+    }
+    Ok(hosts)
+}
+
+fn start_agent(policy: Policy, hosts: &Hosts, s: &RunSettings, metrics: &Path) -> anyhow::Result<ChildGuard> {
+    let p = &s.two_level;
+    let mut cmd = Command::new(&s.slokit);
+    cmd.args(["sched", "--policy", policy.name()])
+        .args(["--function-cpus", &cpu_list(&s.function_cpus)])
+        .args(["--agent-cpus", &cpu_list(&s.agent_cpus)])
+        .args(["--metrics-out", &metrics.display().to_string()])
+        .args(["--iat-window", &p.iat_window.to_string()])
+        .args(["--initial-slice-ms", &p.initial_slice_ms.to_string()])
+        .args(["--min-slice-ms", &p.min_slice_ms.to_string()])
+        .args(["--max-slice-ms", &p.max_slice_ms.to_string()])
+        .args(["--overload-factor", &p.overload_factor.to_string()])
+        .args(["--imminent-factor", &p.imminent_factor.to_string()])
+        .args(["--fifo-priority", &p.fifo_priority.to_string()]);
+    for g in &hosts.guards {
+        cmd.args(["--pid", &g.pid().to_string()]);
+    }
+    for (pid, ms) in &hosts.deadlines {
+        cmd.args(["--deadline", &format!("{pid}={ms}")]);
+    }
+    let (guard, _) = ChildGuard::spawn_until_ready(
+        &format!("scheduling agent ({})", policy.name()),
+        cmd,
+        "agent ready",
+        Duration::from_secs(30),
+    )?;
+    Ok(guard)
+}
+
+/// Replays `schedule` once under `policy`.
+pub fn run_once(
+    schedule: &Schedule,
+    policy: Policy,
+    tag: &str,
+    s: &RunSettings,
+    stop: &Arc<AtomicBool>,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<RunOutput> {
+    let mut hosts = start_hosts(schedule, s)?;
+    let metrics_path = s.work_dir.join(format!("agent-{tag}.json"));
+    let mut agent = start_agent(policy, &hosts, s, &metrics_path)?;
+    let cfg = ClientConfig {
+        urls: hosts.urls.clone(),
+        cpus: s.agent_cpus.clone(),
+        stop: Some(stop.clone()),
+        timeout: Duration::from_secs(30),
+        grace: Duration::from_secs(10),
+        ..ClientConfig::default()
+    };
+    let measured = slokit_loadgen::run_blocking(schedule, &cfg, reporter);
+    let agent_exit = agent.stop(Duration::from_secs(10));
+    for h in &mut hosts.guards {
+        h.stop(Duration::from_secs(10));
+    }
+    let mut record = measured.context("the load generator failed")?;
+    let agent_metrics = std::fs::read_to_string(&metrics_path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| AgentMetrics::from_json(&t).map_err(|e| e.to_string()));
+    record.policy = Some(policy.name().to_string());
+    match agent_metrics {
+        Ok(m) => {
+            record.monitor = Some(m.monitor.clone());
+            record.notes.extend(m.notes.iter().map(|n| format!("agent: {n}")));
+            if m.event_drops > 0 {
+                record.notes.push(format!("agent: {} monitor events dropped", m.event_drops));
+            }
+            Ok(RunOutput { record, timeline: m.timeline.clone(), agent: Some(m) })
+        }
+        Err(e) => {
+            record.notes.push(format!("agent metrics unavailable ({e}); agent ended with {agent_exit}"));
+            Ok(RunOutput { record, timeline: Vec::new(), agent: None })
+        }
+    }
+}
