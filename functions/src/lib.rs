@@ -10,6 +10,7 @@ pub mod aes_ctr;
 pub mod auth;
 pub mod catalogue;
 pub mod environment;
+pub mod host;
 pub mod notify;
 pub mod record;
 pub mod schedule;
