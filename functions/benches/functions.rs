@@ -76,6 +76,28 @@ fn defaults(c: &mut Cpu) {
     });
 }
 
+/// `video` across its parameter range (service time from ~50 ms to ~2 s).
+fn video_range(c: &mut Cpu) {
+    let f = Catalogue::builtin(&CatalogueConfig::default())
+        .require("video")
+        .unwrap()
+        .clone();
+    let mut g = c.benchmark_group("video");
+    g.sample_size(10);
+    for params in [
+        json!({"frames": 20}),
+        json!({"frames": 60, "blur": "box"}),
+        json!({"frames": 60, "scale": 0.25}),
+        json!({"frames": 60, "scale": 0.5}),
+        json!({"frames": 30, "scale": 2.0}),
+        json!({"frames": 12, "scale": 4.0}),
+    ] {
+        let id = params.to_string().replace(['{', '}', '"'], "");
+        g.bench_function(id, |b| b.iter(|| f.invoke(black_box(&params)).unwrap()));
+    }
+    g.finish();
+}
+
 fn aes_throughput(c: &mut Cpu) {
     const LEN: usize = 16 * 1024;
     let key = AesKey::from_slice(&hex::decode(DEFAULT_KEY_HEX).unwrap()).unwrap();
@@ -99,6 +121,6 @@ fn config() -> Cpu {
 criterion_group! {
     name = benches;
     config = config();
-    targets = defaults, aes_throughput
+    targets = defaults, aes_throughput, video_range
 }
 criterion_main!(benches);

@@ -235,27 +235,24 @@ impl Auth {
     fn authorize(&self, p: &AuthParams, now: u64) -> Result<Value, InvokeError> {
         p.validate()?;
         let token = p.token.strip_prefix("Bearer ").unwrap_or(&p.token);
-        match token.to_ascii_lowercase().as_str() {
-            "allow" => {
-                return Ok(generate_policy(
-                    LITERAL_PRINCIPAL,
-                    Effect::Allow,
-                    &p.method_arn,
-                ))
-            }
-            "deny" => {
-                return Ok(generate_policy(
-                    LITERAL_PRINCIPAL,
-                    Effect::Deny,
-                    &p.method_arn,
-                ))
-            }
-            "unauthorized" => {
-                return Err(InvokeError::Unauthorized(
-                    "token `unauthorized` is refused".to_string(),
-                ))
-            }
-            _ => {}
+        if token.eq_ignore_ascii_case("allow") {
+            return Ok(generate_policy(
+                LITERAL_PRINCIPAL,
+                Effect::Allow,
+                &p.method_arn,
+            ));
+        }
+        if token.eq_ignore_ascii_case("deny") {
+            return Ok(generate_policy(
+                LITERAL_PRINCIPAL,
+                Effect::Deny,
+                &p.method_arn,
+            ));
+        }
+        if token.eq_ignore_ascii_case("unauthorized") {
+            return Err(InvokeError::Unauthorized(
+                "token `unauthorized` is refused".to_string(),
+            ));
         }
         let sub = verify_token(token, &self.secret, now)
             .map_err(|e| InvokeError::Unauthorized(e.to_string()))?;
