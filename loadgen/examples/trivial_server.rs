@@ -35,10 +35,19 @@ fn main() -> std::io::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        #[allow(unreachable_code)]
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         eprintln!("trivial_server listening on http://127.0.0.1:{port} ({threads} threads)");
         loop {
-            let (stream, _) = listener.accept().await?;
+            let stream = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors, for example: keep serving.
+                    eprintln!("accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let _ = http1::Builder::new()

@@ -90,7 +90,10 @@ impl Settings {
 }
 
 /// Profiles the catalogue function `function_name` with `params` (JSON
-/// object or `null` for the defaults; defaults are filled in and recorded).
+/// object, or `null` for the defaults). The profile records the parameters
+/// exactly as given (`{}` = the function's defaults), because filling in
+/// defaults can conflict with functions whose parameters exclude each other
+/// (`aes`: at most one of `plaintext`, `plaintext_hex`, `length`).
 pub fn profile_builtin(
     function_name: &str,
     params: &Value,
@@ -99,24 +102,29 @@ pub fn profile_builtin(
     observer: &mut dyn Observer,
 ) -> Result<Profile, ProfileError> {
     let function = catalogue.require(function_name)?.clone();
-    let effective = effective_params(&function.info(), params)?;
-    let job_params = Value::Object(effective.clone());
+    let given = match params {
+        Value::Null => Map::new(),
+        Value::Object(m) => m.clone(),
+        other => {
+            return Err(ProfileError::Settings(format!(
+                "parameters of `{function_name}` must be a JSON object, got {other}"
+            )))
+        }
+    };
     // One invocation up front, off the measurement CPU, so bad parameters
     // fail fast with the function's own message.
-    function
-        .invoke(&job_params)
-        .map_err(|e| ProfileError::Invoke {
-            function: function_name.to_string(),
-            message: e.to_string(),
-        })?;
+    function.invoke(params).map_err(|e| ProfileError::Invoke {
+        function: function_name.to_string(),
+        message: e.to_string(),
+    })?;
     let job = Box::new(BuiltinJob {
         function,
-        params: job_params,
+        params: params.clone(),
     });
     run_profile(
         function_name,
         Target::Builtin,
-        effective,
+        given,
         job,
         Arc::new(AtomicI32::new(0)),
         false,

@@ -249,7 +249,7 @@ pub struct Profile {
     pub slokit_version: String,
     pub created_unix_s: u64,
     pub target: Target,
-    /// The parameters every run used (defaults filled in for built-ins).
+    /// The parameters every run used, exactly as given (`{}` = defaults).
     pub params: Map<String, Value>,
     pub deadline: DeadlineSection,
     pub summary: Summary,
@@ -488,9 +488,11 @@ impl Profile {
     }
 
     /// Why this profile no longer describes `params` on `env`, if it does not:
-    /// different parameters (pass effective parameters, see
-    /// [`effective_params`]), or a different environment fingerprint
-    /// ([`Environment::differences`]).
+    /// different parameters, or a different environment fingerprint
+    /// ([`Environment::differences`]). Parameters compare as given — numbers
+    /// by value (`10` = `10.0`), `null` = `{}` — so pass them in the form
+    /// they were profiled with (an explicit default and an omitted one
+    /// count as different: conservative, it only causes a re-profile).
     pub fn is_stale(&self, params: &Value, env: &Environment) -> Option<String> {
         if !params_equal(&Value::Object(self.params.clone()), params) {
             return Some(format!(
@@ -547,9 +549,10 @@ pub fn params_equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// A built-in function's parameters with its defaults filled in (`given`
-/// overrides); `null` means "all defaults". Unknown keys are kept, so the
-/// function itself rejects them.
+/// A built-in function's parameters with its non-null defaults filled in
+/// (`given` overrides); `null` means "all defaults". For display and
+/// comparison only — do not invoke with it: functions with mutually
+/// exclusive parameters reject the merged object.
 pub fn effective_params(
     info: &slokit_functions::FunctionInfo,
     given: &Value,
@@ -557,6 +560,7 @@ pub fn effective_params(
     let mut out: Map<String, Value> = info
         .params
         .iter()
+        .filter(|p| !p.default.is_null())
         .map(|p| (p.name.to_string(), p.default.clone()))
         .collect();
     match given {

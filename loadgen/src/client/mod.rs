@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -69,6 +69,9 @@ pub struct ClientConfig {
     pub grace: Duration,
     /// Sending threads (each its own runtime, connections and recorders).
     pub threads: usize,
+    /// Keep-alive connections each sending thread opens per target before
+    /// time zero (more are opened whenever all are busy).
+    pub connections: usize,
     /// Spin (yield-poll) instead of sleeping this close to a send.
     pub spin: Duration,
     /// Pin sending thread i to `cpus[i % len]` (empty: no pinning).
@@ -94,6 +97,7 @@ impl Default for ClientConfig {
             cap_mode: CapMode::Delay,
             grace: Duration::from_secs(5),
             threads: 1,
+            connections: 4,
             spin: Duration::from_millis(2),
             cpus: Vec::new(),
             probe: true,
@@ -362,9 +366,10 @@ pub fn run_blocking(
     };
     let (iv_tx, iv_rx) = crossbeam_channel::unbounded();
     reporter.started(schedule, cfg);
-    // Start a little in the future so every shard's runtime is up before
-    // the first intended send.
-    let start = Instant::now() + Duration::from_millis(20);
+    // Time zero is set by the shards once all have their connections.
+    let start_cell = Arc::new(OnceLock::new());
+    let ready = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let spawned = Instant::now();
     let total = schedule.arrivals.len() as u64;
     let results: Vec<Result<ShardResult, String>> = std::thread::scope(|scope| {
         let mut handles = Vec::new();
@@ -375,7 +380,8 @@ pub fn run_blocking(
                 schedule,
                 plan: plan.clone(),
                 cfg,
-                start,
+                start: start_cell.clone(),
+                ready: ready.clone(),
                 stop: stop.clone(),
                 counters: counters.clone(),
                 csv: csv_tx.clone(),
@@ -408,9 +414,9 @@ pub fn run_blocking(
                 reporter.stopping(cfg.grace);
             }
             reporter.progress(&Progress {
-                elapsed_s: Instant::now()
-                    .saturating_duration_since(start)
-                    .as_secs_f64(),
+                elapsed_s: start_cell.get().map_or(0.0, |s| {
+                    Instant::now().saturating_duration_since(*s).as_secs_f64()
+                }),
                 duration_s: schedule.duration_s(),
                 total,
                 sent: counters.sent.load(Ordering::Relaxed),
@@ -457,6 +463,7 @@ pub fn run_blocking(
         h.join()
             .map_err(|_| LoadgenError::Runtime("the CSV writer thread panicked".into()))??;
     }
+    let start = start_cell.get().copied().unwrap_or(spawned);
     let record = assemble(
         schedule,
         &plan,

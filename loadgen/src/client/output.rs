@@ -46,18 +46,15 @@ fn output_error(path: &Path, e: impl std::fmt::Display) -> LoadgenError {
     }
 }
 
+/// The CSV writer thread; its result says whether the file was written.
+pub(crate) type CsvThread = std::thread::JoinHandle<Result<(), LoadgenError>>;
+
 /// Starts the CSV writer thread; returns the channel and the thread, which
 /// ends (flushing the file) when every sender is dropped.
 pub(crate) fn spawn_csv_writer(
     path: &Path,
     labels: Vec<String>,
-) -> Result<
-    (
-        crossbeam_channel::Sender<Row>,
-        std::thread::JoinHandle<Result<(), LoadgenError>>,
-    ),
-    LoadgenError,
-> {
+) -> Result<(crossbeam_channel::Sender<Row>, CsvThread), LoadgenError> {
     let file = File::create(path).map_err(|e| output_error(path, e))?;
     let (tx, rx) = crossbeam_channel::bounded::<Row>(CSV_CHANNEL);
     let path: PathBuf = path.to_path_buf();

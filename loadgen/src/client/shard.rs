@@ -18,7 +18,7 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -324,7 +324,10 @@ pub(crate) struct ShardInput<'a> {
     pub schedule: &'a Schedule,
     pub plan: Plan,
     pub cfg: &'a ClientConfig,
-    pub start: Instant,
+    /// The run's time zero, set by the first shard ready to send.
+    pub start: Arc<OnceLock<Instant>>,
+    /// Shards that have opened their connections; each waits for all.
+    pub ready: Arc<std::sync::atomic::AtomicUsize>,
     pub stop: Arc<AtomicBool>,
     pub counters: Arc<Counters>,
     pub csv: Option<crossbeam_channel::Sender<Row>>,
@@ -355,11 +358,31 @@ async fn shard_main(input: ShardInput<'_>) -> ShardResult {
         plan,
         cfg,
         start,
+        ready,
         stop,
         counters,
         csv,
         intervals,
     } = input;
+    // Open the initial connections before time zero, so the first sends do
+    // not all race to connect (a connect storm at the start).
+    let mut warm: Vec<Vec<Sender>> = Vec::new();
+    for e in &plan.endpoints {
+        let mut conns = Vec::new();
+        for _ in 0..cfg.connections {
+            if let Ok(mut c) = connect(e.addr).await {
+                if c.ready().await.is_ok() {
+                    conns.push(c);
+                }
+            }
+        }
+        warm.push(conns);
+    }
+    ready.fetch_add(1, Ordering::SeqCst);
+    while ready.load(Ordering::SeqCst) < shards && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let start = *start.get_or_init(|| Instant::now() + Duration::from_millis(2));
     let n_functions = schedule.functions.len();
     let interval_max = us(cfg.timeout).saturating_mul(2).max(1_000);
     let new_interval = move || {
@@ -370,9 +393,7 @@ async fn shard_main(input: ShardInput<'_>) -> ShardResult {
     let sh = Rc::new(Shard {
         start,
         timeout: cfg.timeout,
-        pools: (0..plan.endpoints.len())
-            .map(|_| RefCell::new(Vec::new()))
-            .collect(),
+        pools: warm.into_iter().map(RefCell::new).collect(),
         recorders: RefCell::new(
             (0..n_functions)
                 .map(|i| {
@@ -401,7 +422,6 @@ async fn shard_main(input: ShardInput<'_>) -> ShardResult {
     let next_interval = Rc::new(Cell::new(0u64));
     let ticker = intervals.clone().map(|tx| {
         let sh = sh.clone();
-        let new_interval = new_interval.clone();
         let next_interval = next_interval.clone();
         tokio::task::spawn_local(async move {
             loop {
