@@ -29,7 +29,9 @@ cargo build --release --bin slokit -p slokit -p slokit-loadgen --example trivial
 SLOKIT=$CARGO_TARGET_DIR/release/slokit
 SERVER=$CARGO_TARGET_DIR/release/examples/trivial_server
 
-if [[ -z "${OHA:-}" ]]; then
+NEED_OHA=0
+[[ " $CHECKS " == *" 2 "* || " $CHECKS " == *" 3 "* ]] && NEED_OHA=1
+if [[ $NEED_OHA == 1 && -z "${OHA:-}" ]]; then
   if command -v oha >/dev/null; then
     OHA=$(command -v oha)
   else
@@ -44,7 +46,7 @@ fi
 
 run() { nice -n "$NICE" "$@"; }
 
-run "$SERVER" "$PORT" 1 2>"$OUT/server.log" &
+nice -n "$NICE" "$SERVER" "$PORT" 1 2>"$OUT/server.log" &
 SERVER_PID=$!
 trap 'kill $SERVER_PID 2>/dev/null || true; wait $SERVER_PID 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
@@ -59,7 +61,7 @@ field() { # field FILE PYTHON-EXPRESSION-ON-r
 
 echo "# slokit loadgen vs oha — $(date -u +%FT%TZ)"
 echo "machine: $(nproc) × $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), Linux $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "oha: $($OHA --version)"
+[[ $NEED_OHA == 1 ]] && echo "oha: $($OHA --version)"
 echo
 
 if [[ " $CHECKS " == *" 1 "* ]]; then
