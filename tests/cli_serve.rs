@@ -42,8 +42,9 @@ fn serve_announces_its_port_answers_and_exits_0_on_sigterm() {
             "--workers",
             "2",
             "--functions",
-            "spin",
+            "spin,auth",
         ])
+        .env("SLOKIT_AUTH_SECRET", "from-the-environment")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -73,6 +74,21 @@ fn serve_announces_its_port_answers_and_exits_0_on_sigterm() {
     assert!(reply.contains("x-slokit-exec-us: "), "{reply}");
     assert!(reply.contains("\"requested_ms\":1.0"), "{reply}");
 
+    // `auth` got the secret from SLOKIT_AUTH_SECRET.
+    let token = slokit_functions::auth::mint_token(b"from-the-environment", "dave", 4_000_000_000);
+    let body = format!("{{\"token\": \"{token}\"}}");
+    let reply = call(
+        &addr,
+        &format!(
+            "POST /invoke/auth HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(
+        reply.starts_with("HTTP/1.1 200") && reply.contains("\"dave\""),
+        "{reply}"
+    );
+
     // SAFETY: signals our own child by its pid.
     let rc = unsafe { libc::kill(server.0.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0);
@@ -97,7 +113,7 @@ fn serve_announces_its_port_answers_and_exits_0_on_sigterm() {
         .unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("SIGTERM: shutting down"), "{stderr}");
-    assert!(stderr.contains("served 2 requests"), "{stderr}");
+    assert!(stderr.contains("served 3 requests"), "{stderr}");
 }
 
 #[test]

@@ -774,3 +774,30 @@ fn notify_drops_and_counts_events_the_agent_cannot_take() {
     let gone = host.shutdown().notify_dropped - full;
     assert!(gone == 10 || gone == 11, "{gone}");
 }
+
+#[test]
+fn auth_through_the_host_verifies_tokens_and_refuses_with_401() {
+    let host = start_workers(1);
+    let mut c = Client::connect(host.local_addr());
+    let secret = slokit_functions::catalogue::DEFAULT_AUTH_SECRET.as_bytes();
+    let token = slokit_functions::auth::mint_token(secret, "alice", 4_000_000_000);
+    let r = c.invoke("auth", &json!({ "token": token }));
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["principalId"], "alice");
+    let forged = slokit_functions::auth::mint_token(b"not the secret", "mallory", 4_000_000_000);
+    assert_error(
+        &c.invoke("auth", &json!({ "token": forged })),
+        401,
+        "unauthorized",
+    );
+    assert_error(
+        &c.invoke("auth", &json!({ "token": "unauthorized" })),
+        401,
+        "unauthorized",
+    );
+    assert_error(
+        &c.invoke("auth", &json!({ "token": 7 })),
+        400,
+        "invalid parameters",
+    );
+}

@@ -340,3 +340,21 @@ fn base64_decode(s: &str) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn the_async_wrapper_runs_inside_a_runtime() {
+    let server = TestServer::start();
+    let s = std::sync::Arc::new(schedule(vec![function("ok", None)], 50, 2000));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt
+        .block_on(slokit_loadgen::run(
+            s,
+            config(&server.url()),
+            std::sync::Arc::new(NoReporter),
+        ))
+        .unwrap();
+    assert_eq!(r.functions[0].ok, 50);
+}

@@ -8,10 +8,10 @@
 //! Threads:
 //! - `host-acceptor` accepts connections and parks them with the poller;
 //! - `host-poller` waits (epoll) on parked connections and queues each one
-//!   that becomes readable for the workers ([`poller`]), so idle keep-alive
+//!   that becomes readable for the workers (see `poller.rs`), so idle keep-alive
 //!   connections hold no worker;
 //! - `fn-worker-<i>`, created eagerly, each reads one request, runs it,
-//!   writes the reply and parks the connection again ([`worker`]).
+//!   writes the reply and parks the connection again (see `worker.rs`).
 //!
 //! With `worker_cpus` the workers are pinned to those CPUs and the acceptor
 //! and poller to the remaining ones, so a `SCHED_FIFO` policy on busy
@@ -552,6 +552,33 @@ fn accept_loop(shared: &Shared, listener: TcpListener, wake: &Wake) {
                     break;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_worker_cpus_means_no_pinning() {
+        assert_eq!(plan_cpus(None).unwrap(), (None, None));
+    }
+
+    #[test]
+    fn an_empty_worker_cpu_list_is_refused() {
+        assert!(matches!(plan_cpus(Some(&[])), Err(HostError::Config(_))));
+    }
+
+    #[test]
+    fn host_threads_get_the_cpus_the_workers_do_not() {
+        let allowed = thread_affinity(0).unwrap();
+        let (workers, service) = plan_cpus(Some(&allowed)).unwrap();
+        assert_eq!(workers.as_deref(), Some(&allowed[..]));
+        assert_eq!(service, None, "nothing left for the host threads");
+        if allowed.len() >= 2 {
+            let (_, service) = plan_cpus(Some(&allowed[1..])).unwrap();
+            assert_eq!(service, Some(vec![allowed[0]]));
         }
     }
 }
