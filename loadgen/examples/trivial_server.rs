@@ -24,8 +24,12 @@ async fn ok(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible>
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
-    let port: u16 = args.next().map_or(8099, |p| p.parse().expect("PORT is a number"));
-    let threads: usize = args.next().map_or(1, |t| t.parse().expect("THREADS is a number"));
+    let port: u16 = args
+        .next()
+        .map_or(8099, |p| p.parse().expect("PORT is a number"));
+    let threads: usize = args
+        .next()
+        .map_or(1, |t| t.parse().expect("THREADS is a number"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()

@@ -89,7 +89,9 @@ fn check_rate(rate_per_s: f64, duration_s: f64) -> Result<(), LoadgenError> {
     if expected > 1e9 {
         return Err(LoadgenError::invalid(
             "--rate/--duration",
-            format!("{expected:.0} arrivals is more than this generator holds (1e9); shorten the run"),
+            format!(
+                "{expected:.0} arrivals is more than this generator holds (1e9); shorten the run"
+            ),
         ));
     }
     Ok(())
@@ -344,7 +346,10 @@ mod tests {
     fn bad_options_are_named() {
         let mut s = spec(Process::Poisson, 1);
         s.rate_per_s = 0.0;
-        assert!(process_schedule(&s).unwrap_err().to_string().contains("--rate"));
+        assert!(process_schedule(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("--rate"));
         let s = spec(
             Process::Bursty(BurstySpec {
                 high_share: 1.5,

@@ -117,7 +117,10 @@ pub fn mix_schedule(spec: &MixSpec) -> Result<Schedule, LoadgenError> {
     if rate * spec.duration_s > 1e9 {
         return Err(LoadgenError::invalid(
             "--duration",
-            format!("{rate:.0}/s over {} s is more than 1e9 arrivals", spec.duration_s),
+            format!(
+                "{rate:.0}/s over {} s is more than 1e9 arrivals",
+                spec.duration_s
+            ),
         ));
     }
     let weights = WeightedIndex::new(spec.functions.iter().map(|f| f.weight))
@@ -223,7 +226,10 @@ mod tests {
     fn rho_rate_follows_the_utilisation_law() {
         let spec = MixSpec {
             functions: entries(),
-            load: Load::Rho { rho: 0.8, cpus: 1.0 },
+            load: Load::Rho {
+                rho: 0.8,
+                cpus: 1.0,
+            },
             duration_s: 10.0,
             seed: 1,
         };
@@ -231,7 +237,10 @@ mod tests {
         let expected = 0.8 / (0.9 * 50e-6 + 0.1 * 0.12);
         assert!((spec.total_rate().unwrap() - expected).abs() < 1e-9);
         let two = MixSpec {
-            load: Load::Rho { rho: 0.8, cpus: 2.0 },
+            load: Load::Rho {
+                rho: 0.8,
+                cpus: 2.0,
+            },
             ..spec.clone()
         };
         assert!((two.total_rate().unwrap() - 2.0 * expected).abs() < 1e-9);
@@ -243,7 +252,10 @@ mod tests {
         f[1].service_us = None;
         let spec = MixSpec {
             functions: f,
-            load: Load::Rho { rho: 0.5, cpus: 1.0 },
+            load: Load::Rho {
+                rho: 0.5,
+                cpus: 1.0,
+            },
             duration_s: 1.0,
             seed: 1,
         };

@@ -47,11 +47,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parses `label=duration,label=duration` (bare numbers in ms) into µs per
 /// label, as `--service auth=0.05ms,video=120ms`.
-pub fn parse_us_map(option: &'static str, text: &str) -> Result<HashMap<String, f64>, LoadgenError> {
+pub fn parse_us_map(
+    option: &'static str,
+    text: &str,
+) -> Result<HashMap<String, f64>, LoadgenError> {
     let mut out = HashMap::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (label, value) = part.split_once('=').ok_or_else(|| {
-            LoadgenError::invalid(option, format!("`{part}` is not `label=duration` (e.g. auth=0.05ms)"))
+            LoadgenError::invalid(
+                option,
+                format!("`{part}` is not `label=duration` (e.g. auth=0.05ms)"),
+            )
         })?;
         let us = parse_us(value, 1e3).map_err(|e| LoadgenError::invalid(option, e))?;
         out.insert(label.trim().to_string(), us);
@@ -81,6 +87,9 @@ mod tests {
         assert_eq!(m["auth"], 50.0);
         assert_eq!(m["video"], 120_000.0);
         let e = parse_us_map("--service", "auth").unwrap_err().to_string();
-        assert!(e.contains("--service") && e.contains("label=duration"), "{e}");
+        assert!(
+            e.contains("--service") && e.contains("label=duration"),
+            "{e}"
+        );
     }
 }

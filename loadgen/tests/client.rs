@@ -265,14 +265,22 @@ fn a_stop_request_ends_sending_and_still_reports() {
     // Replies of 300 ms cannot arrive within the 50 ms grace: those in
     // flight count as timeouts.
     assert!(r.functions[0].timeouts > 0);
-    assert!(r.notes.iter().any(|x| x.contains("stopped early")), "{:?}", r.notes);
+    assert!(
+        r.notes.iter().any(|x| x.contains("stopped early")),
+        "{:?}",
+        r.notes
+    );
 }
 
 #[test]
 fn per_label_urls_csv_and_interval_log() {
     let a = TestServer::start();
     let b = TestServer::start();
-    let s = schedule(vec![function("ok", None), function("other", None)], 300, 5000);
+    let s = schedule(
+        vec![function("ok", None), function("other", None)],
+        300,
+        5000,
+    );
     let dir = tempfile::tempdir().unwrap();
     let cfg = ClientConfig {
         target: None,
@@ -290,15 +298,21 @@ fn per_label_urls_csv_and_interval_log() {
     let csv = std::fs::read_to_string(dir.path().join("inv.csv")).unwrap();
     assert_eq!(csv.lines().count(), 301);
     assert_eq!(csv.lines().filter(|l| l.contains(",ok,ok,")).count(), 150);
-    assert_eq!(csv.lines().filter(|l| l.contains(",other,") && l.contains(",http_error,500,")).count(), 150);
+    assert_eq!(
+        csv.lines()
+            .filter(|l| l.contains(",other,") && l.contains(",http_error,500,"))
+            .count(),
+        150
+    );
     let log = std::fs::read(dir.path().join("run.hlog")).unwrap();
     let mut count = 0;
     let mut tags = std::collections::HashSet::new();
     for item in hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&log) {
         if let hdrhistogram::serialization::interval_log::LogEntry::Interval(h) = item.unwrap() {
-            let hist: hdrhistogram::Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
-                .deserialize(&mut base64_decode(h.encoded_histogram()).as_slice())
-                .unwrap();
+            let hist: hdrhistogram::Histogram<u64> =
+                hdrhistogram::serialization::Deserializer::new()
+                    .deserialize(&mut base64_decode(h.encoded_histogram()).as_slice())
+                    .unwrap();
             count += hist.len();
             tags.insert(h.tag().map(|t| t.as_str().to_string()));
         }

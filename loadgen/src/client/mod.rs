@@ -140,18 +140,26 @@ impl Reporter for NoReporter {}
 /// with status 130. Pass it as [`ClientConfig::stop`].
 pub fn ctrl_c_flag() -> Result<Arc<AtomicBool>, LoadgenError> {
     let flag = Arc::new(AtomicBool::new(false));
-    let err = |e: std::io::Error| LoadgenError::Runtime(format!("cannot install the Ctrl-C handler: {e}"));
-    signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 130, flag.clone())
-        .map_err(err)?;
+    let err = |e: std::io::Error| {
+        LoadgenError::Runtime(format!("cannot install the Ctrl-C handler: {e}"))
+    };
+    signal_hook::flag::register_conditional_shutdown(
+        signal_hook::consts::SIGINT,
+        130,
+        flag.clone(),
+    )
+    .map_err(err)?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone()).map_err(err)?;
     Ok(flag)
 }
 
 fn parse_url(url: &str) -> Result<(SocketAddr, HeaderValue, String), LoadgenError> {
     let bad = |m: String| LoadgenError::invalid("--target", m);
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| bad(format!("`{url}` is not a URL ({e}); e.g. http://127.0.0.1:8080")))?;
+    let uri: Uri = url.parse().map_err(|e| {
+        bad(format!(
+            "`{url}` is not a URL ({e}); e.g. http://127.0.0.1:8080"
+        ))
+    })?;
     match uri.scheme_str() {
         Some("http") => {}
         Some(other) => {
@@ -165,7 +173,10 @@ fn parse_url(url: &str) -> Result<(SocketAddr, HeaderValue, String), LoadgenErro
         .authority()
         .ok_or_else(|| bad(format!("`{url}` has no host")))?;
     let port = authority.port_u16().unwrap_or(80);
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let addr = (host, port)
         .to_socket_addrs()
         .map_err(|e| bad(format!("cannot resolve `{host}`: {e}")))?
@@ -211,17 +222,27 @@ fn plan(schedule: &Schedule, cfg: &ClientConfig) -> Result<Plan, LoadgenError> {
                     .replace("{label}", &f.label)
             );
             (
-                endpoint_of(*addr, host.clone(), cfg.target.as_deref().unwrap_or_default()),
+                endpoint_of(
+                    *addr,
+                    host.clone(),
+                    cfg.target.as_deref().unwrap_or_default(),
+                ),
                 path,
             )
         } else {
             return Err(LoadgenError::invalid(
                 "--target",
-                format!("no target URL for function `{}`: pass --target (or a URL for this label)", f.label),
+                format!(
+                    "no target URL for function `{}`: pass --target (or a URL for this label)",
+                    f.label
+                ),
             ));
         };
         let uri: Uri = path.parse().map_err(|e| {
-            LoadgenError::invalid("--path-template", format!("`{path}` is not a valid path ({e})"))
+            LoadgenError::invalid(
+                "--path-template",
+                format!("`{path}` is not a valid path ({e})"),
+            )
         })?;
         routes.push(Route { endpoint, uri });
         bodies.push(Bytes::from(
@@ -233,7 +254,11 @@ fn plan(schedule: &Schedule, cfg: &ClientConfig) -> Result<Plan, LoadgenError> {
         routes,
         bodies,
         labels: schedule.functions.iter().map(|f| f.label.clone()).collect(),
-        functions: schedule.functions.iter().map(|f| f.function.clone()).collect(),
+        functions: schedule
+            .functions
+            .iter()
+            .map(|f| f.function.clone())
+            .collect(),
         deadlines: schedule.functions.iter().map(|f| f.deadline_us).collect(),
     })
 }
@@ -383,7 +408,9 @@ pub fn run_blocking(
                 reporter.stopping(cfg.grace);
             }
             reporter.progress(&Progress {
-                elapsed_s: Instant::now().saturating_duration_since(start).as_secs_f64(),
+                elapsed_s: Instant::now()
+                    .saturating_duration_since(start)
+                    .as_secs_f64(),
                 duration_s: schedule.duration_s(),
                 total,
                 sent: counters.sent.load(Ordering::Relaxed),
@@ -400,7 +427,10 @@ pub fn run_blocking(
         }
         let out: Vec<_> = handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("a sending thread panicked".into())))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a sending thread panicked".into()))
+            })
             .collect();
         if let Some(w) = hlog.as_mut() {
             for iv in iv_rx.try_iter() {
@@ -493,7 +523,10 @@ fn assemble(
         aborted += s.aborted_in_flight;
         unsent += s.unsent;
         stopped |= s.stopped;
-        first_i = first_i.min(s.first_intended_ns).or(first_i).or(s.first_intended_ns);
+        first_i = first_i
+            .min(s.first_intended_ns)
+            .or(first_i)
+            .or(s.first_intended_ns);
         last_i = last_i.max(s.last_intended_ns);
         first_a = match (first_a, s.first_actual) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -508,7 +541,14 @@ fn assemble(
             let intended_span = (li - fi) as f64 / 1e9;
             let actual_span = la.saturating_duration_since(fa).as_secs_f64();
             let n = (really_sent - 1) as f64;
-            (n / intended_span, if actual_span > 0.0 { n / actual_span } else { 0.0 })
+            (
+                n / intended_span,
+                if actual_span > 0.0 {
+                    n / actual_span
+                } else {
+                    0.0
+                },
+            )
         }
         _ => (0.0, 0.0),
     };
@@ -526,7 +566,9 @@ fn assemble(
         ));
     }
     if delayed > 0 {
-        notes.push(format!("{delayed} sends were delayed by the --max-inflight cap"));
+        notes.push(format!(
+            "{delayed} sends were delayed by the --max-inflight cap"
+        ));
     }
     if dropped > 0 {
         notes.push(format!(

@@ -134,13 +134,17 @@ impl HlogWriter {
     }
 
     pub(crate) fn add(&mut self, iv: Interval) -> Result<(), LoadgenError> {
-        let entry = self.pending.entry(iv.index).or_insert_with(|| (0, Vec::new()));
+        let entry = self
+            .pending
+            .entry(iv.index)
+            .or_insert_with(|| (0, Vec::new()));
         entry.0 += 1;
         if entry.1.is_empty() {
             entry.1 = iv.hists;
         } else {
             for (a, b) in entry.1.iter_mut().zip(&iv.hists) {
-                a.add(b).map_err(|e| output_error(&self.path, format!("{e:?}")))?;
+                a.add(b)
+                    .map_err(|e| output_error(&self.path, format!("{e:?}")))?;
             }
         }
         // Intervals every shard has reported are complete.

@@ -135,7 +135,14 @@ fn us(d: Duration) -> u64 {
 }
 
 impl Shard {
-    fn record(&self, job: &Job, actual: Instant, end: Instant, outcome: Outcome, exec_us: Option<u64>) {
+    fn record(
+        &self,
+        job: &Job,
+        actual: Instant,
+        end: Instant,
+        outcome: Outcome,
+        exec_us: Option<u64>,
+    ) {
         let response_us = us(end.saturating_duration_since(job.intended));
         let sample = Sample {
             outcome,
@@ -192,7 +199,9 @@ impl Shard {
 }
 
 async fn connect(addr: SocketAddr) -> Result<Sender, Failure> {
-    let stream = TcpStream::connect(addr).await.map_err(|_| Failure::Connect)?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|_| Failure::Connect)?;
     let _ = stream.set_nodelay(true);
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -250,9 +259,9 @@ async fn invoke(sh: Rc<Shard>, job: Job, conn: Option<Sender>) {
         sh.first_actual.set(Some(actual));
     }
     sh.last_actual.set(Some(actual));
-    sh.lateness
-        .borrow_mut()
-        .saturating_record((actual.saturating_duration_since(job.intended).as_nanos() as u64).max(1));
+    sh.lateness.borrow_mut().saturating_record(
+        (actual.saturating_duration_since(job.intended).as_nanos() as u64).max(1),
+    );
     let result = if sh.aborted.get() {
         Err(Failure::Timeout)
     } else {
@@ -268,7 +277,9 @@ async fn invoke(sh: Rc<Shard>, job: Job, conn: Option<Sender>) {
     };
     let end = Instant::now();
     let (outcome, exec_us, back) = match result {
-        Ok((status, exec, sender)) if (200..300).contains(&status) => (Outcome::Ok, exec, Some(sender)),
+        Ok((status, exec, sender)) if (200..300).contains(&status) => {
+            (Outcome::Ok, exec, Some(sender))
+        }
         Ok((status, exec, sender)) => (Outcome::HttpError(status), exec, Some(sender)),
         Err(Failure::Timeout) => (Outcome::Timeout, None, None),
         Err(Failure::Connect) => (Outcome::ConnectError, None, None),
@@ -359,10 +370,14 @@ async fn shard_main(input: ShardInput<'_>) -> ShardResult {
     let sh = Rc::new(Shard {
         start,
         timeout: cfg.timeout,
-        pools: (0..plan.endpoints.len()).map(|_| RefCell::new(Vec::new())).collect(),
+        pools: (0..plan.endpoints.len())
+            .map(|_| RefCell::new(Vec::new()))
+            .collect(),
         recorders: RefCell::new(
             (0..n_functions)
-                .map(|i| FunctionRecorder::new(&plan.labels[i], &plan.functions[i], plan.deadlines[i]))
+                .map(|i| {
+                    FunctionRecorder::new(&plan.labels[i], &plan.functions[i], plan.deadlines[i])
+                })
                 .collect(),
         ),
         plan,
@@ -535,10 +550,7 @@ async fn shard_main(input: ShardInput<'_>) -> ShardResult {
     if let (Some(tx), Some(iv)) = (&intervals, &sh.interval) {
         let index = next_interval.get();
         let hists = std::mem::replace(&mut *iv.borrow_mut(), new_interval());
-        let _ = tx.send(Interval {
-            index,
-            hists,
-        });
+        let _ = tx.send(Interval { index, hists });
     }
     let recorders = sh.recorders.borrow().clone();
     let lateness_ns = sh.lateness.borrow().clone();

@@ -101,17 +101,18 @@ fn key(at: &At<'_>, cols: &[usize; 3]) -> Result<String, LoadgenError> {
     ))
 }
 
-fn column(
-    path: &Path,
-    headers: &csv::StringRecord,
-    name: &str,
-) -> Result<usize, LoadgenError> {
-    headers.iter().position(|h| h == name).ok_or_else(|| LoadgenError::Trace {
-        path: path.to_path_buf(),
-        line: 1,
-        column: 0,
-        message: format!("header has no column `{name}` (is this an Azure Functions 2019 trace file?)"),
-    })
+fn column(path: &Path, headers: &csv::StringRecord, name: &str) -> Result<usize, LoadgenError> {
+    headers
+        .iter()
+        .position(|h| h == name)
+        .ok_or_else(|| LoadgenError::Trace {
+            path: path.to_path_buf(),
+            line: 1,
+            column: 0,
+            message: format!(
+                "header has no column `{name}` (is this an Azure Functions 2019 trace file?)"
+            ),
+        })
 }
 
 /// Reads `durations.csv`: percentiles per `owner/app/function` key.
@@ -130,7 +131,10 @@ pub fn read_durations(path: &Path) -> Result<HashMap<String, DurationPercentiles
     let mut out = HashMap::new();
     for record in reader.records() {
         let record = record.map_err(|e| csv_error(path, e))?;
-        let at = At { path, record: &record };
+        let at = At {
+            path,
+            record: &record,
+        };
         let mut p = [0.0; 7];
         for (i, c) in pcols.iter().enumerate() {
             p[i] = at.parse::<f64>(*c, PERCENTILE_COLUMNS[i], "a duration in ms")?;
@@ -216,7 +220,10 @@ pub fn schedule(dir: &Path, opts: &Azure2019Options) -> Result<Schedule, Loadgen
     let mut times = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| csv_error(path, e))?;
-        let at = At { path, record: &record };
+        let at = At {
+            path,
+            record: &record,
+        };
         let id = key(&at, &ids)?;
         let hash = at.field(ids[2], "HashFunction")?;
         let Some(pct) = durations.get(&id) else {
@@ -228,7 +235,11 @@ pub fn schedule(dir: &Path, opts: &Azure2019Options) -> Result<Schedule, Loadgen
         let index = functions.len() as u32;
         let mut count = 0usize;
         for (k, col) in minute_cols.iter().enumerate() {
-            let raw: f64 = at.parse(*col, &(start as usize + k).to_string(), "an invocation count")?;
+            let raw: f64 = at.parse(
+                *col,
+                &(start as usize + k).to_string(),
+                "an invocation count",
+            )?;
             if !(raw.is_finite() && raw >= 0.0) {
                 return Err(at.error(*col, format!("invocation count `{raw}` must be ≥ 0")));
             }
@@ -303,7 +314,9 @@ mod tests {
             .skip(1)
             .map(|l| {
                 let f: Vec<&str> = l.split(',').collect();
-                (start..end).map(|m| f[3 + m].parse::<f64>().unwrap()).sum::<f64>()
+                (start..end)
+                    .map(|m| f[3 + m].parse::<f64>().unwrap())
+                    .sum::<f64>()
             })
             .sum()
     }
@@ -321,7 +334,11 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(full.arrivals.len() as f64, total, "scale 1 keeps every count");
+        assert_eq!(
+            full.arrivals.len() as f64,
+            total,
+            "scale 1 keeps every count"
+        );
         let tenth = schedule(
             &sample(),
             &Azure2019Options {
@@ -338,9 +355,12 @@ mod tests {
         assert!(tenth.duration_s() <= 30.0 * 60.0 && tenth.duration_s() > 29.0 * 60.0);
         assert!(tenth.validate().is_ok());
         // Labels as documented, one per function with arrivals.
-        assert!(tenth.functions.iter().all(|f| f.label.len() == "azure-".len() + 8
-            && f.label.starts_with("azure-")
-            && f.function == "spin"));
+        assert!(tenth
+            .functions
+            .iter()
+            .all(|f| f.label.len() == "azure-".len() + 8
+                && f.label.starts_with("azure-")
+                && f.function == "spin"));
         assert!(tenth.functions.iter().any(|f| f.label == "azure-308ecb6c"));
         // The function with no invocations in the window is left out.
         assert!(tenth.functions.iter().all(|f| f.label != "azure-8203ff88"));
@@ -358,7 +378,11 @@ mod tests {
             },
         )
         .unwrap();
-        let busy = s.functions.iter().position(|f| f.label == "azure-308ecb6c").unwrap() as u32;
+        let busy = s
+            .functions
+            .iter()
+            .position(|f| f.label == "azure-308ecb6c")
+            .unwrap() as u32;
         let mut d: Vec<f64> = s
             .arrivals
             .iter()
@@ -375,7 +399,10 @@ mod tests {
         assert!((14.0..=24.0).contains(&q(0.75)), "p75 {}", q(0.75));
         // Every arrival carries its spin parameters.
         let a = s.arrivals.iter().find(|a| a.function == busy).unwrap();
-        assert_eq!(a.params.as_ref().unwrap()["ms"].as_f64().unwrap() * 1e3, a.service_us.unwrap());
+        assert_eq!(
+            a.params.as_ref().unwrap()["ms"].as_f64().unwrap() * 1e3,
+            a.service_us.unwrap()
+        );
     }
 
     #[test]
@@ -396,7 +423,10 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(s.arrivals.iter().all(|a| a.service_us.unwrap() <= 100_000.0));
+        assert!(s
+            .arrivals
+            .iter()
+            .all(|a| a.service_us.unwrap() <= 100_000.0));
     }
 
     #[test]
@@ -420,7 +450,11 @@ mod tests {
     #[test]
     fn malformed_trace_names_file_line_and_column() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::copy(sample().join("durations.csv"), dir.path().join("durations.csv")).unwrap();
+        std::fs::copy(
+            sample().join("durations.csv"),
+            dir.path().join("durations.csv"),
+        )
+        .unwrap();
         let text = std::fs::read_to_string(sample().join("invocations.csv")).unwrap();
         let mut lines: Vec<String> = text.lines().map(String::from).collect();
         let mut fields: Vec<String> = lines[3].split(',').map(String::from).collect();

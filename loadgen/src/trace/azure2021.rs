@@ -47,22 +47,33 @@ pub fn schedule(path: &Path, opts: &Azure2021Options) -> Result<Schedule, Loadge
     if !(opts.scale > 0.0 && opts.scale <= 1.0) {
         return Err(LoadgenError::invalid(
             "--scale",
-            format!("for a per-invocation trace must be in (0, 1] (thinning), got {}", opts.scale),
+            format!(
+                "for a per-invocation trace must be in (0, 1] (thinning), got {}",
+                opts.scale
+            ),
         ));
     }
     let mut reader = open(path, true)?;
     let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
     let col = |name: &str| -> Result<usize, LoadgenError> {
-        headers.iter().position(|h| h == name).ok_or_else(|| LoadgenError::Trace {
-            path: path.to_path_buf(),
-            line: 1,
-            column: 0,
-            message: format!(
-                "header has no column `{name}` (expected app,func,end_timestamp,duration)"
-            ),
-        })
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| LoadgenError::Trace {
+                path: path.to_path_buf(),
+                line: 1,
+                column: 0,
+                message: format!(
+                    "header has no column `{name}` (expected app,func,end_timestamp,duration)"
+                ),
+            })
     };
-    let (c_app, c_func, c_end, c_dur) = (col("app")?, col("func")?, col("end_timestamp")?, col("duration")?);
+    let (c_app, c_func, c_end, c_dur) = (
+        col("app")?,
+        col("func")?,
+        col("end_timestamp")?,
+        col("duration")?,
+    );
     let cap = opts.max_duration_ms.unwrap_or(f64::INFINITY);
     // (arrival s, function index, duration ms)
     let mut rows: Vec<(f64, u32, f64)> = Vec::new();
@@ -71,7 +82,10 @@ pub fn schedule(path: &Path, opts: &Azure2021Options) -> Result<Schedule, Loadge
     let mut rng = rng(opts.seed);
     for record in reader.records() {
         let record = record.map_err(|e| csv_error(path, e))?;
-        let at = At { path, record: &record };
+        let at = At {
+            path,
+            record: &record,
+        };
         let end: f64 = at.parse(c_end, "end_timestamp", "seconds")?;
         let dur: f64 = at.parse(c_dur, "duration", "seconds")?;
         if !(dur.is_finite() && dur >= 0.0) {
@@ -90,7 +104,10 @@ pub fn schedule(path: &Path, opts: &Azure2021Options) -> Result<Schedule, Loadge
         let f = *index.entry(key).or_insert_with(|| {
             let short: String = func.chars().take(8).collect();
             let mut label = format!("azure21-{short}");
-            if functions.iter().any(|f: &ScheduledFunction| f.label == label) {
+            if functions
+                .iter()
+                .any(|f: &ScheduledFunction| f.label == label)
+            {
                 label = format!("azure21-{short}-{next}");
             }
             functions.push(ScheduledFunction {
@@ -159,8 +176,14 @@ mod tests {
     fn malformed_row_names_line_and_column() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.csv");
-        std::fs::write(&p, "app,func,end_timestamp,duration\na,f,1.0,0.1\na,f,2.0,fast\n").unwrap();
-        let e = schedule(&p, &Azure2021Options::default()).unwrap_err().to_string();
+        std::fs::write(
+            &p,
+            "app,func,end_timestamp,duration\na,f,1.0,0.1\na,f,2.0,fast\n",
+        )
+        .unwrap();
+        let e = schedule(&p, &Azure2021Options::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("t.csv:3:4:") && e.contains("`fast`"), "{e}");
     }
 }

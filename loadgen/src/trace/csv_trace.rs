@@ -22,7 +22,10 @@ pub fn schedule(path: &Path, seed: u64) -> Result<Schedule, LoadgenError> {
         if record.iter().all(|f| f.is_empty()) {
             continue;
         }
-        let at = At { path, record: &record };
+        let at = At {
+            path,
+            record: &record,
+        };
         if i == 0 && record.get(0) == Some("time_ms") {
             continue;
         }
@@ -41,7 +44,10 @@ pub fn schedule(path: &Path, seed: u64) -> Result<Schedule, LoadgenError> {
             })?),
         };
         if record.len() > 3 {
-            return Err(at.error(3, "too many fields (expected time_ms,function[,params_json]; quote JSON with commas)"));
+            return Err(at.error(
+                3,
+                "too many fields (expected time_ms,function[,params_json]; quote JSON with commas)",
+            ));
         }
         let function = match functions.iter().position(|f| f.label == name) {
             Some(i) => i as u32,
@@ -88,7 +94,8 @@ mod tests {
 
     #[test]
     fn reads_rows_with_and_without_params() {
-        let (_d, p) = write("time_ms,function,params_json\n5,auth,\n1.5,spin,\"{\"\"ms\"\": 3}\"\n2,auth\n");
+        let (_d, p) =
+            write("time_ms,function,params_json\n5,auth,\n1.5,spin,\"{\"\"ms\"\": 3}\"\n2,auth\n");
         let s = schedule(&p, 7).unwrap();
         assert_eq!(s.functions.len(), 2);
         assert_eq!(s.arrivals.len(), 3);
@@ -105,9 +112,15 @@ mod tests {
         assert!(e.contains("trace.csv:3:1:") && e.contains("`soon`"), "{e}");
         let (_d, p) = write("0,auth\n1,spin,{not json}\n");
         let e = schedule(&p, 0).unwrap_err().to_string();
-        assert!(e.contains("trace.csv:2:3:") && e.contains("not JSON"), "{e}");
+        assert!(
+            e.contains("trace.csv:2:3:") && e.contains("not JSON"),
+            "{e}"
+        );
         let (_d, p) = write("0,auth\n1\n");
         let e = schedule(&p, 0).unwrap_err().to_string();
-        assert!(e.contains("trace.csv:2:2:") && e.contains("`function`"), "{e}");
+        assert!(
+            e.contains("trace.csv:2:2:") && e.contains("`function`"),
+            "{e}"
+        );
     }
 }

@@ -79,7 +79,12 @@ impl At<'_> {
     }
 
     /// Field `column` parsed as `T`, with a message naming the field and value.
-    pub fn parse<T: FromStr>(&self, column: usize, name: &str, what: &str) -> Result<T, LoadgenError> {
+    pub fn parse<T: FromStr>(
+        &self,
+        column: usize,
+        name: &str,
+        what: &str,
+    ) -> Result<T, LoadgenError> {
         let text = self.field(column, name)?;
         text.parse().map_err(|_| {
             self.error(
