@@ -78,9 +78,16 @@ fn vmlinux_header(out: &Path) -> PathBuf {
              to a published vmlinux.h for your kernel."
         );
     }
-    let output = Command::new("bpftool")
-        .args(["btf", "dump", "file", BTF, "format", "c"])
-        .output()
+    // Debian installs bpftool in /usr/sbin, which a non-root PATH may lack.
+    let output = ["bpftool", "/usr/sbin/bpftool", "/usr/local/sbin/bpftool"]
+        .iter()
+        .find_map(|tool| {
+            Command::new(tool)
+                .args(["btf", "dump", "file", BTF, "format", "c"])
+                .output()
+                .ok()
+        })
+        .ok_or("bpftool not found in PATH, /usr/sbin or /usr/local/sbin")
         .unwrap_or_else(|e| {
             panic!(
                 "slokit-sched: cannot run bpftool ({e}) to generate vmlinux.h: \

@@ -264,6 +264,11 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
     let choice = cfg.monitor;
     let notify_path = cfg.notify_path.clone();
     let mut monitor_note = None;
+    // Only two-level decides per event; the baselines drain on the tick.
+    let ebpf_opts = EbpfOptions {
+        wakeup: cfg.policy == Policy::TwoLevel,
+        ..EbpfOptions::default()
+    };
     let outcome = {
         let mut run = |m: &mut dyn Monitor| -> Result<(), SchedError> {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -293,29 +298,25 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
             (MonitorChoice::Notify, Some(path)) => {
                 NotifyMonitor::bind(&path).and_then(|mut m| run(&mut m))
             }
-            (MonitorChoice::Ebpf, _) => with_ebpf_monitor(EbpfOptions::default(), &mut run)?,
-            (MonitorChoice::Auto, notify) => {
-                match with_ebpf_monitor(EbpfOptions::default(), &mut run) {
-                    Ok(r) => r,
-                    Err(SchedError::Bpf(reason)) => match notify {
-                        Some(path) => {
-                            eprintln!(
+            (MonitorChoice::Ebpf, _) => with_ebpf_monitor(ebpf_opts, &mut run)?,
+            (MonitorChoice::Auto, notify) => match with_ebpf_monitor(ebpf_opts, &mut run) {
+                Ok(r) => r,
+                Err(SchedError::Bpf(reason)) => match notify {
+                    Some(path) => {
+                        eprintln!(
                                 "slokit sched: eBPF monitor unavailable ({reason}); using the notify monitor at {}",
                                 path.display()
                             );
-                            monitor_note = Some(format!("eBPF unavailable: {reason}"));
-                            NotifyMonitor::bind(&path).and_then(|mut m| run(&mut m))
-                        }
-                        None => {
-                            return Err(SchedError::Bpf(format!(
-                                "{reason}. Without eBPF, start the host with `slokit serve --notify PATH` \
+                        monitor_note = Some(format!("eBPF unavailable: {reason}"));
+                        NotifyMonitor::bind(&path).and_then(|mut m| run(&mut m))
+                    }
+                    None => return Err(SchedError::Bpf(format!(
+                        "{reason}. Without eBPF, start the host with `slokit serve --notify PATH` \
                                  and the agent with `--monitor notify --notify PATH`"
-                            )))
-                        }
-                    },
-                    Err(e) => return Err(e),
-                }
-            }
+                    ))),
+                },
+                Err(e) => return Err(e),
+            },
             (MonitorChoice::Notify, None) => unreachable!("checked above"),
         }
     };
@@ -500,16 +501,7 @@ impl LoopState {
             epoll.wait(&mut tokens, -1)?;
             for &t in &tokens {
                 match t {
-                    MONITOR => {
-                        m.drain(&mut events)?;
-                        self.events += events.len() as u64;
-                        for e in events.drain(..) {
-                            self.register.on_event(&e, &mut changes);
-                        }
-                        for c in changes.drain(..) {
-                            self.on_change(c, m, &mut actions);
-                        }
-                    }
+                    MONITOR => self.drain(m, &mut events, &mut changes, &mut actions)?,
                     CREDIT => {
                         credit.drain();
                         if self.policy == Policy::TwoLevel {
@@ -518,6 +510,7 @@ impl LoopState {
                     }
                     TICK => {
                         tick.drain();
+                        self.drain(m, &mut events, &mut changes, &mut actions)?;
                         self.sample();
                         if last_scan.elapsed() >= Duration::from_secs(1) {
                             last_scan = Instant::now();
@@ -554,7 +547,28 @@ impl LoopState {
                 break;
             }
         }
+        self.drain(m, &mut events, &mut changes, &mut actions)?;
         self.sample();
+        Ok(())
+    }
+
+    /// Moves the monitor's waiting events through the register (and the
+    /// runtime, for two-level).
+    fn drain(
+        &mut self,
+        m: &mut dyn Monitor,
+        events: &mut Vec<SocketEvent>,
+        changes: &mut Vec<Change>,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), SchedError> {
+        m.drain(events)?;
+        self.events += events.len() as u64;
+        for e in events.drain(..) {
+            self.register.on_event(&e, changes);
+        }
+        for c in changes.drain(..) {
+            self.on_change(c, m, actions);
+        }
         Ok(())
     }
 

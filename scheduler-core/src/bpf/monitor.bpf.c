@@ -26,6 +26,9 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 /* Knobs, set by user space before load. */
 const volatile bool inet_only = true;  /* only AF_INET/AF_INET6 sockets */
 const volatile bool track_cpu = true;  /* maintain cpu_acct */
+/* Wake the consumer per event (the two-level policy decides on each one);
+ * false: user space drains the ring on a timer (baselines only count). */
+const volatile bool wakeup = true;
 
 /* Present so the skeleton's `types` module carries the shared structs. */
 struct slokit_event slokit_event_layout;
@@ -40,7 +43,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
+	__uint(max_entries, 4 * 1024 * 1024);
 } events SEC(".maps");
 
 struct {
@@ -87,7 +90,7 @@ static __always_inline int emit(struct sock *sk, int ret, __u32 kind)
 	e->tid = (__u32)id;
 	e->bytes = ret;
 	e->kind = kind;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wakeup ? 0 : BPF_RB_NO_WAKEUP);
 	count(SLOKIT_CNT_EVENTS);
 	return 0;
 }

@@ -32,6 +32,9 @@ pub struct EbpfOptions {
     pub inet_only: bool,
     /// Keep per-thread on-CPU time (sched_switch).
     pub track_cpu: bool,
+    /// Wake the agent per event; false: events wait until the agent drains
+    /// the ring on its periodic tick (the baselines, which only count).
+    pub wakeup: bool,
 }
 
 impl Default for EbpfOptions {
@@ -39,6 +42,7 @@ impl Default for EbpfOptions {
         EbpfOptions {
             inet_only: true,
             track_cpu: true,
+            wakeup: true,
         }
     }
 }
@@ -107,6 +111,7 @@ pub fn with_ebpf_monitor<R>(
         .ok_or_else(|| SchedError::Bpf("BPF object has no rodata section".into()))?;
     rodata.inet_only = opts.inet_only;
     rodata.track_cpu = opts.track_cpu;
+    rodata.wakeup = opts.wakeup;
     let mut skel = open
         .load()
         .map_err(|e| bpf_error("cannot load the BPF programs", e))?;
