@@ -1,3 +1,426 @@
 //! slokit-profiler: runs a function many times on a pinned, isolated CPU,
 //! derives its deadline (the SLO "X % of invocations finish within D") and
 //! stores it as a profile; the regression gate re-profiles and compares.
+//!
+//! The seed's method ("test the function in an ideally isolated environment,
+//! run it several times, keep the environment the same") made rigorous:
+//! `SCHED_FIFO` on a dedicated CPU with a duty cycle under the RT-throttling
+//! budget, a bootstrap stopping rule on the deadline percentile, and the
+//! environment fingerprint stored beside the numbers. See docs/profiler.md.
+//!
+//! Entry points: [`profile_builtin`] / [`profile_target`] produce a
+//! [`Profile`]; [`Profile::load`]/[`Profile::save`] read and write
+//! `profiles/<function>.toml`; [`gate::run_gate`] compares against baselines.
+
+pub mod error;
+pub mod gate;
+pub mod isolation;
+pub mod observer;
+pub mod profile;
+pub mod sampler;
+pub mod stats;
+pub mod target;
+
+use std::sync::atomic::AtomicI32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use slokit_functions::Catalogue;
+
+pub use error::ProfileError;
+pub use isolation::{Policy, SystemReport};
+pub use observer::{NoopObserver, Observer, Phase, Progress};
+pub use profile::{
+    effective_params, DeadlineRule, Profile, ProfileConfig, RuleOverrides, CONFIG_FILE,
+    PROFILE_VERSION,
+};
+pub use sampler::{SamplingPlan, StopReason};
+pub use target::Target;
+
+use isolation::{AffinityGuard, InterruptFlag, IsolateGuard};
+use profile::{summarise, DeadlineSection, IsolationSection, SamplingSection};
+use sampler::SystemClock;
+use stats::{bootstrap_percentile_ci, Sample};
+use target::{BuiltinJob, CommandJob, HttpUrl, IsolatedRunner, Job, UrlJob};
+
+/// Everything that shapes a profiling run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Measurement CPU; `None` = the last CPU this process may use.
+    pub cpu: Option<usize>,
+    /// `SCHED_FIFO` priority of the measurement thread (1..=99).
+    pub priority: i32,
+    /// Move other movable tasks off the CPU for the duration (`--isolate`).
+    pub isolate: bool,
+    /// Warm-up, stopping rule and caps. Its `percentile` is replaced by the
+    /// deadline rule's.
+    pub plan: SamplingPlan,
+    /// How the deadline is derived.
+    pub rule: DeadlineRule,
+    /// Longest one batch of runs may take before it is abandoned.
+    pub timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            cpu: None,
+            priority: 50,
+            isolate: false,
+            plan: SamplingPlan::default(),
+            rule: DeadlineRule::default(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Settings {
+    /// Checks every range; errors name the flag.
+    pub fn validate(&self) -> Result<(), ProfileError> {
+        if !(1..=99).contains(&self.priority) {
+            return Err(ProfileError::Settings(format!(
+                "--priority must be in 1..=99, got {}",
+                self.priority
+            )));
+        }
+        self.rule.validate()?;
+        self.plan.validate()
+    }
+}
+
+/// Profiles the catalogue function `function_name` with `params` (JSON
+/// object, or `null` for the defaults). The profile records the parameters
+/// exactly as given (`{}` = the function's defaults), because filling in
+/// defaults can conflict with functions whose parameters exclude each other
+/// (`aes`: at most one of `plaintext`, `plaintext_hex`, `length`).
+pub fn profile_builtin(
+    function_name: &str,
+    params: &Value,
+    catalogue: &Catalogue,
+    settings: &Settings,
+    observer: &mut dyn Observer,
+) -> Result<Profile, ProfileError> {
+    let function = catalogue.require(function_name)?.clone();
+    let given = match params {
+        Value::Null => Map::new(),
+        Value::Object(m) => m.clone(),
+        other => {
+            return Err(ProfileError::Settings(format!(
+                "parameters of `{function_name}` must be a JSON object, got {other}"
+            )))
+        }
+    };
+    // One invocation up front, off the measurement CPU, so bad parameters
+    // fail fast with the function's own message.
+    function.invoke(params).map_err(|e| ProfileError::Invoke {
+        function: function_name.to_string(),
+        message: e.to_string(),
+    })?;
+    let job = Box::new(BuiltinJob {
+        function,
+        params: params.clone(),
+    });
+    run_profile(
+        function_name,
+        Target::Builtin,
+        given,
+        job,
+        Arc::new(AtomicI32::new(0)),
+        false,
+        settings,
+        observer,
+    )
+}
+
+/// Profiles any target: a built-in (looked up in `catalogue`), a command
+/// (one process execution per run) or a URL (one HTTP request per run; the
+/// parameters become a JSON `POST` body when not empty).
+pub fn profile_target(
+    name: &str,
+    target: &Target,
+    params: &Value,
+    catalogue: &Catalogue,
+    settings: &Settings,
+    observer: &mut dyn Observer,
+) -> Result<Profile, ProfileError> {
+    let params_map = match params {
+        Value::Null => Map::new(),
+        Value::Object(m) => m.clone(),
+        other => {
+            return Err(ProfileError::Settings(format!(
+                "parameters must be a JSON object, got {other}"
+            )))
+        }
+    };
+    match target {
+        Target::Builtin => profile_builtin(name, params, catalogue, settings, observer),
+        Target::Command { command } => {
+            let argv = target::command_argv(command)?;
+            let child = Arc::new(AtomicI32::new(0));
+            let job = Box::new(CommandJob {
+                argv,
+                current_child: child.clone(),
+            });
+            run_profile(
+                name,
+                target.clone(),
+                params_map,
+                job,
+                child,
+                true,
+                settings,
+                observer,
+            )
+        }
+        Target::Url { url } => {
+            let body =
+                (!params_map.is_empty()).then(|| Value::Object(params_map.clone()).to_string());
+            let job = Box::new(UrlJob {
+                url: HttpUrl::parse(url)?,
+                body,
+                timeout: settings.timeout,
+            });
+            run_profile(
+                name,
+                target.clone(),
+                params_map,
+                job,
+                Arc::new(AtomicI32::new(0)),
+                false,
+                settings,
+                observer,
+            )
+        }
+    }
+}
+
+/// Set-up, sampling, restore, summary — see the crate docs.
+#[allow(clippy::too_many_arguments)]
+fn run_profile(
+    name: &str,
+    target: Target,
+    params: Map<String, Value>,
+    job: Box<dyn Job>,
+    child: Arc<AtomicI32>,
+    reset_on_fork: bool,
+    settings: &Settings,
+    observer: &mut dyn Observer,
+) -> Result<Profile, ProfileError> {
+    settings.validate()?;
+    let mut plan = settings.plan.clone();
+    plan.percentile = settings.rule.percentile;
+    let mut warnings: Vec<String> = Vec::new();
+    let mut warn = |observer: &mut dyn Observer, w: String| {
+        observer.warning(&w);
+        warnings.push(w);
+    };
+    observer.start(name);
+
+    let interrupt = InterruptFlag::register()?;
+    let (cpu, allowed) = isolation::choose_cpu(settings.cpu)?;
+    let system = SystemReport::probe(cpu);
+    observer.system(&system);
+    for w in &system.warnings {
+        warn(observer, w.clone());
+    }
+
+    // Guards drop in reverse order: runner (FIFO off, thread joined), then
+    // the --isolate move, then this thread's own affinity.
+    let others: Vec<usize> = allowed.iter().copied().filter(|&c| c != cpu).collect();
+    let _main_pin = if others.is_empty() {
+        warn(observer, format!("no CPU other than {cpu} is available: slokit's own threads share the measurement CPU"));
+        None
+    } else {
+        match AffinityGuard::pin_current(&others) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                warn(
+                    observer,
+                    format!("cannot move slokit's main thread off CPU {cpu}: {e}"),
+                );
+                None
+            }
+        }
+    };
+    let isolate = settings.isolate.then(|| IsolateGuard::isolate(cpu));
+    if let Some(g) = &isolate {
+        if g.outcome.refused > 0 || g.outcome.pinned_there > 0 {
+            warn(
+                observer,
+                format!(
+                    "--isolate moved {} tasks off CPU {cpu}; {} refused, {} may run only there and stayed",
+                    g.outcome.moved, g.outcome.refused, g.outcome.pinned_there
+                ),
+            );
+        }
+    }
+    let mut runner = IsolatedRunner::start(
+        name,
+        cpu,
+        settings.priority,
+        reset_on_fork,
+        child,
+        settings.timeout,
+        job,
+    )?;
+    if let Some(e) = &runner.setup.fifo_error {
+        warn(observer, e.clone());
+    }
+    let setup = runner.setup.clone();
+    let mut clock = SystemClock::default();
+    let sampling = sampler::sample(&mut runner, &mut clock, &plan, &interrupt.flag, observer);
+    drop(runner);
+    let isolate_outcome = isolate.as_ref().map(|g| g.outcome.clone());
+    drop(isolate);
+    let sampling = sampling?;
+
+    let wall = Sample::new(sampling.raw_wall_ns.clone())?;
+    let seed = plan.seed;
+    let median_ci = bootstrap_percentile_ci(&wall, 50.0, 1000, 0.95, seed)?;
+    let pct_ci = bootstrap_percentile_ci(&wall, plan.percentile, 1000, 0.95, seed ^ 1)?;
+    let summary = summarise(
+        &wall,
+        &sampling.cpu_ns,
+        [median_ci.lo, median_ci.hi],
+        [pct_ci.lo, pct_ci.hi],
+    );
+    if sampling.stop_reason != StopReason::Precision {
+        warn(
+            observer,
+            format!(
+                "stopped at {} after {} runs before the p{} CI reached ±{:.1} % (reached ±{:.1} %)",
+                sampling.stop_reason,
+                sampling.runs,
+                plan.percentile,
+                plan.precision * 100.0,
+                pct_ci.relative_half_width() * 100.0
+            ),
+        );
+    }
+    let percentile_ns = wall.percentile(plan.percentile);
+    let profile = Profile::new(
+        name.to_string(),
+        target,
+        params,
+        DeadlineSection {
+            deadline_us: percentile_ns * settings.rule.slack / 1e3,
+            percentile: settings.rule.percentile,
+            slack: settings.rule.slack,
+            slo_target_percent: settings.rule.slo_target_percent,
+            basis: "wall".into(),
+        },
+        summary,
+        IsolationSection {
+            cpu,
+            policy: setup.policy,
+            priority: setup.priority,
+            isolate_requested: settings.isolate,
+            isolate: isolate_outcome,
+            cpu_busy_percent_before: system.cpu_busy_percent,
+            cpu_in_isolcpus: system.cpu_isolated,
+            cpu_in_nohz_full: system.cpu_nohz_full,
+            duty_cycle: plan.duty_cycle,
+        },
+        SamplingSection {
+            warmup_runs: sampling.warmup_runs,
+            runs: sampling.runs,
+            elapsed_s: sampling.elapsed.as_secs_f64(),
+            stop_reason: sampling.stop_reason,
+            precision: plan.precision,
+            percentile_ci_half_width: pct_ci.relative_half_width(),
+        },
+        warnings,
+        system.environment.clone(),
+        &sampling.wall_ns,
+        sampling.raw_wall_ns,
+    );
+    observer.finish(&profile);
+    Ok(profile)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slokit_functions::CatalogueConfig;
+
+    #[test]
+    fn profiling_spin_gives_a_deadline_near_its_cpu_time() {
+        let catalogue = Catalogue::builtin(&CatalogueConfig::default());
+        let settings = Settings {
+            plan: SamplingPlan {
+                warmup: 2,
+                max_time: Duration::from_millis(600),
+                ..SamplingPlan::default()
+            },
+            ..Settings::default()
+        };
+        let p = profile_builtin(
+            "spin",
+            &serde_json::json!({"ms": 2}),
+            &catalogue,
+            &settings,
+            &mut NoopObserver,
+        )
+        .unwrap();
+        assert!(p.summary.runs >= 2);
+        // spin burns 2 ms of CPU; wall ≥ CPU, and the median is close to it.
+        assert!(p.service_time_us() >= 1990.0, "{:?}", p.summary);
+        assert!(
+            p.summary.cpu_mean_us >= 1990.0 && p.summary.cpu_mean_us < 2500.0,
+            "{:?}",
+            p.summary
+        );
+        assert!((p.deadline_us() - p.summary.p99_us * 1.5).abs() < 1e-6 * p.deadline_us());
+        assert_eq!(p.params["ms"], serde_json::json!(2));
+        // The measurement thread is gone and this thread's affinity is back.
+        assert_eq!(isolation::current_policy(), libc::SCHED_OTHER);
+    }
+
+    #[test]
+    fn bad_params_fail_before_any_isolation() {
+        let catalogue = Catalogue::builtin(&CatalogueConfig::default());
+        let e = profile_builtin(
+            "spin",
+            &serde_json::json!({"ms": -1}),
+            &catalogue,
+            &Settings::default(),
+            &mut NoopObserver,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`ms`"), "{e}");
+    }
+
+    #[test]
+    #[ignore = "changes other processes' CPU affinity (the --isolate opt-in); run with --ignored"]
+    fn isolate_moves_nothing_of_ours_and_restores_affinities() {
+        // Snapshot every non-kernel task's affinity, isolate, restore, compare.
+        let cpu = *isolation::get_affinity(0).unwrap().last().unwrap();
+        let snapshot = || {
+            let mut m = std::collections::BTreeMap::new();
+            for e in std::fs::read_dir("/proc").unwrap().flatten() {
+                if let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
+                    if let Ok(a) = isolation::get_affinity(pid) {
+                        m.insert(pid, a);
+                    }
+                }
+            }
+            m
+        };
+        let before = snapshot();
+        let g = IsolateGuard::isolate(cpu);
+        let outcome = g.outcome.clone();
+        drop(g);
+        let after = snapshot();
+        // Tasks present both times have the same mask (owners could change
+        // theirs meanwhile, but not in this short window in practice).
+        let changed: Vec<_> = before
+            .iter()
+            .filter(|(pid, a)| after.get(pid).is_some_and(|b| b != *a))
+            .collect();
+        assert!(
+            changed.is_empty(),
+            "not restored: {changed:?} ({outcome:?})"
+        );
+    }
+}

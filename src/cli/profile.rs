@@ -1,9 +1,360 @@
-//! `slokit profile`: not built yet; see the open issue for this capability.
+//! `slokit profile`: measures functions on a pinned, isolated CPU and writes
+//! `profiles/<function>.toml` with the derived deadline. Presentation only:
+//! the progress bar and tables here implement the profiler's `Observer`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use slokit_functions::{Catalogue, CatalogueConfig};
+use slokit_profiler::{
+    Observer, Phase, Profile, ProfileConfig, ProfileError, Progress, RuleOverrides, SamplingPlan,
+    Settings, SystemReport, Target, CONFIG_FILE,
+};
+
+use super::invoke::params_object;
+
+/// Exit code after Ctrl-C (128 + SIGINT), as shells report it.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Parses `5%` (percent) or `0.05` (fraction).
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
+    let (num, scale) = match s.trim().strip_suffix('%') {
+        Some(n) => (n.trim(), 100.0),
+        None => (s.trim(), 1.0),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number (write 0.02 or 2%)"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("`{s}` must be a non-negative number"));
+    }
+    Ok(v / scale)
+}
+
+/// Measurement flags shared by `profile` and `gate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MeasureArgs {
+    /// CPU to measure on (default: the last CPU); slokit's other threads move to the rest.
+    #[arg(long)]
+    pub cpu: Option<usize>,
+    /// SCHED_FIFO priority of the measurement thread (1..=99).
+    #[arg(long, default_value_t = 50)]
+    pub priority: i32,
+    /// Move other movable tasks off the measurement CPU for the duration
+    /// (changes other processes' affinity; each is restored afterwards).
+    #[arg(long)]
+    pub isolate: bool,
+    /// Warm-up runs, discarded.
+    #[arg(long, default_value_t = 10)]
+    pub warmup: u64,
+    /// Target half-width of the bootstrap CI of the deadline percentile (0.02 or 2%).
+    #[arg(long, default_value = "2%", value_parser = parse_fraction)]
+    pub precision: f64,
+    /// Maximum counted runs.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub runs: u64,
+    /// Maximum time per function, seconds (warm-up included).
+    #[arg(long, default_value_t = 12.0)]
+    pub max_time: f64,
+    /// Longest one batch of runs may take, seconds, before it is abandoned.
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout: f64,
+    /// Seed of the reservoir and bootstrap generators.
+    #[arg(long, default_value_t = 0x5e1f_0b5e)]
+    pub seed: u64,
+    /// HS256 secret for `auth`'s JWT tokens.
+    #[arg(long, env = "SLOKIT_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+}
+
+impl MeasureArgs {
+    /// Validated settings (deadline rule left at its default for the caller).
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        anyhow::ensure!(
+            self.max_time.is_finite() && self.max_time > 0.0,
+            "--max-time must be a positive number of seconds, got {}",
+            self.max_time
+        );
+        anyhow::ensure!(
+            self.timeout.is_finite() && self.timeout > 0.0,
+            "--timeout must be a positive number of seconds, got {}",
+            self.timeout
+        );
+        let s = Settings {
+            cpu: self.cpu,
+            priority: self.priority,
+            isolate: self.isolate,
+            plan: SamplingPlan {
+                warmup: self.warmup,
+                max_runs: self.runs,
+                max_time: Duration::from_secs_f64(self.max_time),
+                precision: self.precision,
+                seed: self.seed,
+                ..SamplingPlan::default()
+            },
+            timeout: Duration::from_secs_f64(self.timeout),
+            ..Settings::default()
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// The built-in catalogue with the `auth` secret applied.
+    pub fn catalogue(&self) -> Catalogue {
+        let mut config = CatalogueConfig::default();
+        if let Some(s) = &self.auth_secret {
+            config.auth_secret = s.clone().into_bytes();
+        }
+        Catalogue::builtin(&config)
+    }
+}
 
 /// Arguments of `slokit profile`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Built-in functions to profile (auth, aes, video, spin).
+    #[arg(required_unless_present_any = ["command", "url"])]
+    pub functions: Vec<String>,
+    /// Profile a command instead: one process execution per run, e.g. 'python3 test1.py'.
+    #[arg(long, conflicts_with_all = ["url", "functions"])]
+    pub command: Option<String>,
+    /// Profile an HTTP endpoint instead: one request per run (params become a JSON POST body).
+    #[arg(long, conflicts_with = "functions")]
+    pub url: Option<String>,
+    /// Profile name for --command/--url (file `<out-dir>/<name>.toml`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A parameter as key=value (JSON value when it parses, else a string). Repeatable.
+    #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Deadline percentile P (default 99, or profile.toml).
+    #[arg(long)]
+    pub percentile: Option<f64>,
+    /// Deadline slack multiplier (default 1.5, or profile.toml).
+    #[arg(long)]
+    pub slack: Option<f64>,
+    /// SLO target X %: X % of invocations within the deadline (default 99).
+    #[arg(long)]
+    pub slo: Option<f64>,
+    /// Directory the profiles are written to.
+    #[arg(long, default_value = "profiles")]
+    pub out_dir: PathBuf,
+    /// Deadline rules per function (default: <out-dir>/profile.toml, if present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub measure: MeasureArgs,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("`slokit profile` is not built yet")
+/// The terminal observer: environment lines and warnings on stderr, a
+/// progress bar (hidden when stderr is not a terminal).
+#[derive(Default)]
+pub struct TerminalObserver {
+    bar: Option<ProgressBar>,
+    function: String,
+}
+
+impl std::fmt::Debug for TerminalObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TerminalObserver")
+            .field("function", &self.function)
+            .finish()
+    }
+}
+
+impl TerminalObserver {
+    fn bar(&mut self, max_time_s: f64) -> &ProgressBar {
+        let function = self.function.clone();
+        self.bar.get_or_insert_with(|| {
+            let target = if std::io::stderr().is_terminal() {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::hidden()
+            };
+            let bar = ProgressBar::with_draw_target(Some((max_time_s * 1000.0) as u64), target);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix:>8} [{bar:30}] {elapsed:>4} {msg}")
+                    .expect("static template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(function);
+            bar
+        })
+    }
+
+    fn clear_bar(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Observer for TerminalObserver {
+    fn start(&mut self, function: &str) {
+        self.function = function.to_string();
+        eprintln!("profiling `{function}`");
+    }
+
+    fn system(&mut self, report: &SystemReport) {
+        for (k, v) in report.lines() {
+            eprintln!("  {k:<22} {v}");
+        }
+    }
+
+    fn warning(&mut self, message: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("warning: {message}")),
+            None => eprintln!("warning: {message}"),
+        }
+    }
+
+    fn progress(&mut self, p: &Progress) {
+        let bar = self.bar(p.max_time_s);
+        bar.set_position((p.elapsed_s * 1000.0) as u64);
+        let phase = match p.phase {
+            Phase::Warmup => "warm-up",
+            Phase::Measuring => "runs",
+        };
+        let ci = p
+            .ci_half_width
+            .map_or(String::new(), |h| format!(", CI ±{:.1} %", h * 100.0));
+        bar.set_message(format!("{phase} {}{ci}", p.runs));
+    }
+
+    fn finish(&mut self, _profile: &Profile) {
+        self.clear_bar();
+    }
+}
+
+impl Drop for TerminalObserver {
+    fn drop(&mut self) {
+        self.clear_bar();
+    }
+}
+
+fn us(x: f64) -> String {
+    if x >= 1e3 {
+        format!("{:.3} ms", x / 1e3)
+    } else {
+        format!("{x:.2} µs")
+    }
+}
+
+/// The summary table printed after profiling.
+pub fn summary_table(profiles: &[(Profile, PathBuf)]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "function", "runs", "min", "p50", "p99", "p99.9", "max", "cv", "outliers", "deadline",
+        "stop", "policy", "file",
+    ]);
+    for (p, path) in profiles {
+        let s = &p.summary;
+        t.add_row(vec![
+            p.function.clone(),
+            s.runs.to_string(),
+            us(s.min_us),
+            us(s.p50_us),
+            us(s.p99_us),
+            us(s.p999_us),
+            us(s.max_us),
+            format!("{:.3}", s.cv),
+            format!("{} mild, {} severe", s.outliers.mild(), s.outliers.severe()),
+            format!(
+                "{} (p{} × {})",
+                us(p.deadline_us()),
+                p.deadline.percentile,
+                p.deadline.slack
+            ),
+            format!(
+                "{} (±{:.1} %)",
+                p.sampling.stop_reason,
+                p.sampling.percentile_ci_half_width * 100.0
+            ),
+            format!("{} cpu {}", p.isolation.policy, p.isolation.cpu),
+            path.display().to_string(),
+        ]);
+    }
+    t
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let mut settings = args.measure.settings()?;
+    let params = params_object(&args.params)?;
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| args.out_dir.join(CONFIG_FILE));
+    let config = ProfileConfig::load(&config_path)?;
+    let flags = RuleOverrides {
+        percentile: args.percentile,
+        slack: args.slack,
+        slo_target_percent: args.slo,
+    };
+    let catalogue = args.measure.catalogue();
+    let jobs: Vec<(String, Target)> = if let Some(c) = &args.command {
+        vec![(
+            args.name.clone().unwrap_or_else(|| "command".into()),
+            Target::Command { command: c.clone() },
+        )]
+    } else if let Some(u) = &args.url {
+        vec![(
+            args.name.clone().unwrap_or_else(|| "url".into()),
+            Target::Url { url: u.clone() },
+        )]
+    } else {
+        for f in &args.functions {
+            catalogue.require(f)?;
+        }
+        args.functions
+            .iter()
+            .map(|f| (f.clone(), Target::Builtin))
+            .collect()
+    };
+    let mut done = Vec::new();
+    let mut observer = TerminalObserver::default();
+    for (name, target) in jobs {
+        settings.rule = config.rule_for(&name, &flags);
+        let result = slokit_profiler::profile_target(
+            &name,
+            &target,
+            &params,
+            &catalogue,
+            &settings,
+            &mut observer,
+        );
+        let profile = match result {
+            Ok(p) => p,
+            Err(ProfileError::Interrupted) => {
+                eprintln!("interrupted: scheduling policy and affinities were restored; no profile written");
+                return Ok(EXIT_INTERRUPTED);
+            }
+            Err(e) => return Err(e).with_context(|| format!("profiling `{name}`")),
+        };
+        let path = args.out_dir.join(format!("{name}.toml"));
+        profile.save(&path)?;
+        done.push((profile, path));
+    }
+    println!("{}", summary_table(&done));
+    println!(
+        "deadline = p{} of wall execution time × slack; median = service time",
+        done.first().map_or(99.0, |(p, _)| p.deadline.percentile)
+    );
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fractions_parse_as_percent_or_fraction() {
+        assert_eq!(parse_fraction("2%").unwrap(), 0.02);
+        assert_eq!(parse_fraction("0.05").unwrap(), 0.05);
+        assert!(parse_fraction("fast").is_err());
+        assert!(parse_fraction("-1").is_err());
+    }
 }

@@ -1,0 +1,499 @@
+//! The statistics behind deadlines and the gate, kept small and explicit in
+//! the manner of criterion's `stats/` and hyperfine's
+//! `outlier_detection.rs`.
+//!
+//! * [`Sample`] — a newtype over ≥ 2 finite observations, sorted once, so
+//!   every statistic below is total (no NaN, no empty-slice panics).
+//! * Percentiles use linear interpolation between closest ranks (Hyndman &
+//!   Fan 1996, definition 7 — the default of R, NumPy and Excel's
+//!   `PERCENTILE.INC`).
+//! * Outliers are classified with Tukey's fences (Tukey 1977, *Exploratory
+//!   Data Analysis*): mild beyond Q1 − 1.5·IQR / Q3 + 1.5·IQR, severe beyond
+//!   3·IQR. They are counted and reported, never removed — a deadline is a
+//!   tail statement, and the tail is where outliers live.
+//! * Confidence intervals are percentile bootstrap intervals (Efron &
+//!   Tibshirani 1993, *An Introduction to the Bootstrap*, ch. 13): resample
+//!   with replacement, recompute the statistic, take the α/2 and 1 − α/2
+//!   quantiles of the replicates. The generator is a seeded SplitMix64
+//!   (Steele, Lea & Flood 2014) — statistically ample for resampling, and
+//!   cheap even in debug builds — so the same data and seed give the same
+//!   interval.
+//! * [`bootstrap_ratio_ci`] bootstraps the ratio of a statistic between two
+//!   independent samples (the gate's test, as criterion's `change` analysis
+//!   bootstraps the relative change of the mean).
+
+use crate::error::ProfileError;
+
+/// SplitMix64 (Steele, Lea & Flood, "Fast splittable pseudorandom number
+/// generators", OOPSLA 2014): a 64-bit state, one add and a mix per draw.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n` > 0) by Lemire's multiply-shift (bias < n / 2^64).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+}
+
+/// At least two finite observations, stored sorted ascending.
+///
+/// Invariant: `len() >= 2` and every value is finite. Constructed only
+/// through [`Sample::new`], which checks it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample(Vec<f64>);
+
+impl Sample {
+    /// Checks the invariant and sorts.
+    pub fn new(mut values: Vec<f64>) -> Result<Self, ProfileError> {
+        if values.len() < 2 {
+            return Err(ProfileError::InvalidSample(format!(
+                "need at least 2 observations, got {}",
+                values.len()
+            )));
+        }
+        if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+            return Err(ProfileError::InvalidSample(format!(
+                "observations must be finite, got {bad}"
+            )));
+        }
+        values.sort_by(f64::total_cmp);
+        Ok(Sample(values))
+    }
+
+    /// Number of observations (≥ 2).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false; present for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The observations, sorted ascending.
+    pub fn sorted(&self) -> &[f64] {
+        &self.0
+    }
+
+    /// Smallest observation.
+    pub fn min(&self) -> f64 {
+        self.0[0]
+    }
+
+    /// Largest observation.
+    pub fn max(&self) -> f64 {
+        self.0[self.0.len() - 1]
+    }
+
+    /// Arithmetic mean.
+    pub fn mean(&self) -> f64 {
+        self.0.iter().sum::<f64>() / self.0.len() as f64
+    }
+
+    /// Sample standard deviation (Bessel-corrected, n − 1 in the denominator).
+    pub fn stddev(&self) -> f64 {
+        let m = self.mean();
+        let ss: f64 = self.0.iter().map(|v| (v - m) * (v - m)).sum();
+        (ss / (self.0.len() - 1) as f64).sqrt()
+    }
+
+    /// Coefficient of variation, stddev / mean (0 when the mean is 0).
+    pub fn cv(&self) -> f64 {
+        let m = self.mean();
+        if m == 0.0 {
+            0.0
+        } else {
+            self.stddev() / m.abs()
+        }
+    }
+
+    /// The `p`-th percentile (`p` in 0..=100), Hyndman–Fan definition 7.
+    pub fn percentile(&self, p: f64) -> f64 {
+        percentile_sorted(&self.0, p)
+    }
+
+    /// The median (50th percentile).
+    pub fn median(&self) -> f64 {
+        self.percentile(50.0)
+    }
+
+    /// Tukey-fence outlier counts.
+    pub fn outliers(&self) -> Outliers {
+        let q1 = self.percentile(25.0);
+        let q3 = self.percentile(75.0);
+        let iqr = q3 - q1;
+        let (mild_lo, mild_hi) = (q1 - 1.5 * iqr, q3 + 1.5 * iqr);
+        let (severe_lo, severe_hi) = (q1 - 3.0 * iqr, q3 + 3.0 * iqr);
+        let mut o = Outliers::default();
+        for &v in &self.0 {
+            if v < severe_lo {
+                o.low_severe += 1;
+            } else if v < mild_lo {
+                o.low_mild += 1;
+            } else if v > severe_hi {
+                o.high_severe += 1;
+            } else if v > mild_hi {
+                o.high_mild += 1;
+            }
+        }
+        o
+    }
+}
+
+/// Outlier counts by Tukey's fences (mild: beyond 1.5·IQR from the
+/// quartiles; severe: beyond 3·IQR). A value is counted once, in the most
+/// extreme class it falls into.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Outliers {
+    pub low_severe: u64,
+    pub low_mild: u64,
+    pub high_mild: u64,
+    pub high_severe: u64,
+}
+
+impl Outliers {
+    /// Mild outliers on either side.
+    pub fn mild(&self) -> u64 {
+        self.low_mild + self.high_mild
+    }
+    /// Severe outliers on either side.
+    pub fn severe(&self) -> u64 {
+        self.low_severe + self.high_severe
+    }
+}
+
+/// A point estimate with a two-sided confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Interval {
+    pub point: f64,
+    pub lo: f64,
+    pub hi: f64,
+    /// Confidence level, e.g. 0.95.
+    pub confidence: f64,
+}
+
+impl Interval {
+    /// Half the interval's width relative to the point estimate; the
+    /// profiler's stopping rule compares this with `--precision`.
+    pub fn relative_half_width(&self) -> f64 {
+        if self.point == 0.0 {
+            return f64::INFINITY;
+        }
+        (self.hi - self.lo) / 2.0 / self.point.abs()
+    }
+
+    /// Whether `x` lies inside the closed interval.
+    pub fn contains(&self, x: f64) -> bool {
+        self.lo <= x && x <= self.hi
+    }
+}
+
+/// Percentile (Hyndman–Fan 7) of an ascending slice; `p` is clamped to 0..=100.
+pub fn percentile_sorted(sorted: &[f64], p: f64) -> f64 {
+    debug_assert!(!sorted.is_empty());
+    let n = sorted.len();
+    let h = (n - 1) as f64 * (p.clamp(0.0, 100.0) / 100.0);
+    let lo = h.floor() as usize;
+    let hi = (lo + 1).min(n - 1);
+    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
+}
+
+/// The same percentile as [`percentile_sorted`] of an unsorted buffer, in
+/// expected O(n) by selection; reorders `buf`.
+pub fn percentile_select(buf: &mut [f64], p: f64) -> f64 {
+    debug_assert!(!buf.is_empty());
+    let n = buf.len();
+    let h = (n - 1) as f64 * (p.clamp(0.0, 100.0) / 100.0);
+    let lo = h.floor() as usize;
+    let (_, &mut at_lo, upper) = buf.select_nth_unstable_by(lo, f64::total_cmp);
+    let frac = h - lo as f64;
+    if frac == 0.0 || upper.is_empty() {
+        return at_lo;
+    }
+    let at_hi = upper.iter().copied().fold(f64::INFINITY, f64::min);
+    at_lo + frac * (at_hi - at_lo)
+}
+
+/// Fills `out` with a resample (with replacement) of `from`.
+fn resample_into(from: &[f64], out: &mut Vec<f64>, rng: &mut SplitMix64) {
+    out.clear();
+    let n = from.len();
+    out.extend((0..n).map(|_| from[rng.below(n as u64) as usize]));
+}
+
+fn replicate_interval(mut reps: Vec<f64>, point: f64, confidence: f64) -> Interval {
+    reps.sort_by(f64::total_cmp);
+    let alpha = 1.0 - confidence;
+    Interval {
+        point,
+        lo: percentile_sorted(&reps, 100.0 * alpha / 2.0),
+        hi: percentile_sorted(&reps, 100.0 * (1.0 - alpha / 2.0)),
+        confidence,
+    }
+}
+
+fn check_bootstrap_args(resamples: usize, confidence: f64) -> Result<(), ProfileError> {
+    if resamples < 10 {
+        return Err(ProfileError::Settings(format!(
+            "bootstrap needs at least 10 resamples, got {resamples}"
+        )));
+    }
+    if !(confidence > 0.0 && confidence < 1.0) {
+        return Err(ProfileError::Settings(format!(
+            "confidence must be in (0, 1), got {confidence}"
+        )));
+    }
+    Ok(())
+}
+
+/// Percentile-bootstrap confidence interval of the `p`-th percentile of
+/// `sample` (Efron & Tibshirani 1993, §13.3): `resamples` replicates drawn
+/// with a SplitMix64 generator seeded with `seed`.
+///
+/// The bootstrap of an extreme percentile needs observations beyond it: with
+/// fewer than ~10 points above the percentile the interval is too narrow.
+/// The profiler therefore only trusts it past `10 / (1 − p/100)` runs.
+pub fn bootstrap_percentile_ci(
+    sample: &Sample,
+    p: f64,
+    resamples: usize,
+    confidence: f64,
+    seed: u64,
+) -> Result<Interval, ProfileError> {
+    check_bootstrap_args(resamples, confidence)?;
+    let mut rng = SplitMix64::new(seed);
+    let mut buf = Vec::with_capacity(sample.len());
+    let reps = (0..resamples)
+        .map(|_| {
+            resample_into(sample.sorted(), &mut buf, &mut rng);
+            percentile_select(&mut buf, p)
+        })
+        .collect();
+    Ok(replicate_interval(reps, sample.percentile(p), confidence))
+}
+
+/// Percentile-bootstrap confidence interval of the ratio
+/// `percentile_p(current) / percentile_p(baseline)` of two independent
+/// samples: each replicate resamples both sides independently.
+///
+/// This is the gate's test. The ratio is a unit-free effect size, so a single
+/// noise threshold (e.g. 5 %) applies to microsecond and second functions
+/// alike; "significant" means the interval excludes 1.
+pub fn bootstrap_ratio_ci(
+    baseline: &Sample,
+    current: &Sample,
+    p: f64,
+    resamples: usize,
+    confidence: f64,
+    seed: u64,
+) -> Result<Interval, ProfileError> {
+    check_bootstrap_args(resamples, confidence)?;
+    let base_point = baseline.percentile(p);
+    if base_point <= 0.0 {
+        return Err(ProfileError::InvalidSample(format!(
+            "the baseline's percentile {p} is {base_point}; a ratio needs a positive baseline"
+        )));
+    }
+    let mut rng = SplitMix64::new(seed);
+    let mut a = Vec::with_capacity(baseline.len());
+    let mut b = Vec::with_capacity(current.len());
+    let reps = (0..resamples)
+        .map(|_| {
+            resample_into(baseline.sorted(), &mut a, &mut rng);
+            resample_into(current.sorted(), &mut b, &mut rng);
+            let base = percentile_select(&mut a, p);
+            let cur = percentile_select(&mut b, p);
+            if base > 0.0 {
+                cur / base
+            } else {
+                f64::INFINITY
+            }
+        })
+        .collect();
+    Ok(replicate_interval(
+        reps,
+        current.percentile(p) / base_point,
+        confidence,
+    ))
+}
+
+/// A deterministic, evenly spaced subsample of at most `cap` sorted values
+/// (every k-th order statistic), which keeps the empirical distribution's
+/// shape while bounding bootstrap cost.
+pub fn thin_sorted(sorted: &[f64], cap: usize) -> Vec<f64> {
+    if sorted.len() <= cap || cap == 0 {
+        return sorted.to_vec();
+    }
+    let step = sorted.len() as f64 / cap as f64;
+    (0..cap)
+        .map(|i| sorted[((i as f64 + 0.5) * step) as usize])
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{
+        bootstrap_percentile_ci, bootstrap_ratio_ci, percentile_select, percentile_sorted,
+        thin_sorted, Sample,
+    };
+    use proptest::prelude::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn sample_rejects_short_and_non_finite_input() {
+        assert!(Sample::new(vec![]).is_err());
+        assert!(Sample::new(vec![1.0]).is_err());
+        assert!(Sample::new(vec![1.0, f64::NAN]).is_err());
+        assert!(Sample::new(vec![1.0, f64::INFINITY]).is_err());
+        assert!(Sample::new(vec![2.0, 1.0]).is_ok());
+    }
+
+    #[test]
+    fn percentiles_match_definition_7() {
+        let s = Sample::new((1..=5).map(f64::from).collect()).unwrap();
+        assert_eq!(s.median(), 3.0);
+        assert_eq!(s.percentile(0.0), 1.0);
+        assert_eq!(s.percentile(100.0), 5.0);
+        // h = 4 × 0.9 = 3.6 → 4 + 0.6 × (5 − 4)
+        assert!((s.percentile(90.0) - 4.6).abs() < 1e-12);
+        // NumPy: np.percentile([1,2,3,4], 25) == 1.75
+        let s = Sample::new(vec![4.0, 1.0, 3.0, 2.0]).unwrap();
+        assert!((s.percentile(25.0) - 1.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn mean_stddev_cv_of_a_known_sample() {
+        let s = Sample::new(vec![2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]).unwrap();
+        assert_eq!(s.mean(), 5.0);
+        // Sample variance: 32 / 7.
+        assert!((s.stddev() - (32.0f64 / 7.0).sqrt()).abs() < 1e-12);
+        assert!((s.cv() - s.stddev() / 5.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn tukey_fences_classify_mild_and_severe() {
+        // 1..=100 plus three extremes (n = 103): Q1 = 25.5, Q3 = 76.5,
+        // IQR = 51; mild fences (-51, 153), severe fences (-127.5, 229.5).
+        let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
+        v.push(200.0); // mild high
+        v.push(400.0); // severe high
+        v.push(-500.0); // severe low
+        let o = Sample::new(v).unwrap().outliers();
+        assert_eq!(o.severe(), 2, "{o:?}");
+        assert_eq!(o.high_mild, 1, "{o:?}");
+        assert_eq!(o.low_severe, 1, "{o:?}");
+    }
+
+    #[test]
+    fn bootstrap_is_deterministic_for_a_seed_and_covers_the_truth() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let v: Vec<f64> = (0..2000).map(|_| rng.random_range(0.0..100.0)).collect();
+        let s = Sample::new(v).unwrap();
+        let a = bootstrap_percentile_ci(&s, 50.0, 500, 0.95, 1).unwrap();
+        let b = bootstrap_percentile_ci(&s, 50.0, 500, 0.95, 1).unwrap();
+        assert_eq!(a, b);
+        assert!(a.contains(50.0), "true median 50 outside {a:?}");
+        assert!(a.relative_half_width() < 0.1, "{a:?}");
+    }
+
+    #[test]
+    fn ratio_ci_detects_a_shift_and_not_its_absence() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let base: Vec<f64> = (0..3000)
+            .map(|_| 100.0 + rng.random_range(0.0..10.0))
+            .collect();
+        let same: Vec<f64> = (0..3000)
+            .map(|_| 100.0 + rng.random_range(0.0..10.0))
+            .collect();
+        let shifted: Vec<f64> = same.iter().map(|v| v * 1.10).collect();
+        let b = Sample::new(base).unwrap();
+        let none = bootstrap_ratio_ci(&b, &Sample::new(same).unwrap(), 50.0, 300, 0.95, 9).unwrap();
+        assert!(none.contains(1.0), "{none:?}");
+        let up =
+            bootstrap_ratio_ci(&b, &Sample::new(shifted).unwrap(), 50.0, 300, 0.95, 9).unwrap();
+        assert!(up.lo > 1.05 && up.hi < 1.15, "{up:?}");
+    }
+
+    #[test]
+    fn thinning_keeps_the_shape() {
+        let v: Vec<f64> = (0..10_000).map(f64::from).collect();
+        let t = thin_sorted(&v, 100);
+        assert_eq!(t.len(), 100);
+        let s = Sample::new(t).unwrap();
+        assert!((s.median() - 5000.0).abs() < 200.0);
+    }
+
+    proptest! {
+        #[test]
+        fn percentile_is_monotone_and_bounded(
+            v in proptest::collection::vec(-1e6f64..1e6, 2..200),
+            p in 0.0f64..100.0,
+            q in 0.0f64..100.0,
+        ) {
+            let s = Sample::new(v).unwrap();
+            let (lo, hi) = if p <= q { (p, q) } else { (q, p) };
+            prop_assert!(s.percentile(lo) <= s.percentile(hi));
+            prop_assert!(s.min() <= s.percentile(p) && s.percentile(p) <= s.max());
+        }
+
+        #[test]
+        fn selection_agrees_with_sorting(
+            v in proptest::collection::vec(-1e6f64..1e6, 1..300),
+            p in 0.0f64..100.0,
+        ) {
+            let mut sorted = v.clone();
+            sorted.sort_by(f64::total_cmp);
+            let mut buf = v;
+            let a = percentile_select(&mut buf, p);
+            let b = percentile_sorted(&sorted, p);
+            prop_assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0));
+        }
+
+        #[test]
+        fn cv_is_scale_invariant(
+            v in proptest::collection::vec(1.0f64..1e6, 2..100),
+            k in 0.001f64..1000.0,
+        ) {
+            let a = Sample::new(v.clone()).unwrap();
+            let b = Sample::new(v.iter().map(|x| x * k).collect()).unwrap();
+            prop_assert!((a.cv() - b.cv()).abs() <= 1e-9 * a.cv().max(1.0));
+        }
+
+        #[test]
+        fn outliers_never_exceed_the_sample(
+            v in proptest::collection::vec(-1e3f64..1e3, 2..200),
+        ) {
+            let s = Sample::new(v).unwrap();
+            let o = s.outliers();
+            prop_assert!((o.mild() + o.severe()) as usize <= s.len());
+        }
+
+        #[test]
+        fn bootstrap_interval_is_ordered_and_within_the_range(
+            v in proptest::collection::vec(0.0f64..1e3, 2..100),
+            p in 1.0f64..99.0,
+            seed in any::<u64>(),
+        ) {
+            let s = Sample::new(v).unwrap();
+            let ci = bootstrap_percentile_ci(&s, p, 50, 0.9, seed).unwrap();
+            prop_assert!(ci.lo <= ci.hi);
+            prop_assert!(s.min() <= ci.lo && ci.hi <= s.max());
+        }
+    }
+}
