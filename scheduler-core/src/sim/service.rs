@@ -601,6 +601,16 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let long = (0..40_000).filter(|_| s.sample(&mut rng) > 5_000.0).count();
         assert!((long as f64 / 40_000.0 - 0.25).abs() < 0.01, "{long}");
+
+        let path = std::env::temp_dir().join(format!("slokit-sim-hist-{}.b64", std::process::id()));
+        std::fs::write(&path, format!("{encoded}\n")).unwrap();
+        let from_file: ServiceSampler = format!("hist:{}", path.display()).parse().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(from_file.mean_us(), s.mean_us());
+        let e = "hist:/nonexistent/h.b64"
+            .parse::<ServiceSampler>()
+            .unwrap_err();
+        assert!(e.to_string().contains("cannot read"), "{e}");
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //!   one more FIFO slice with fresh credit S, once per request. Candidates
 //!   take free slots before queued Initiated requests, earliest deadline
 //!   first; until a slot frees up they keep running in the fair class, and
-//!   a candidate whose deadline passes is dropped.
+//!   a candidate whose deadline passes is dropped. This is the order of the
+//!   agent's runtime (`crate::runtime`, `fill_slots`): the window is judged
+//!   with the S current when a slot frees.
 //!
 //! Requests are CPU-bound (no sleeping), so the unused-credit rule of SFS
 //! does not arise. Event-driven: holders end at fixed times (they are never
@@ -146,11 +148,18 @@ impl Model<'_> {
         }
     }
 
+    /// The earliest-deadline candidate still Demoted, before its deadline
+    /// and within `imminent_factor` × S of it (S may have shrunk since it
+    /// became a candidate: then it goes back to being watched).
     fn pop_candidate(&mut self) -> Option<u32> {
         while let Some(Reverse(k)) = self.lane.pop() {
-            if self.state[k.id as usize] == State::Demoted && k.t > self.t {
+            if self.state[k.id as usize] != State::Demoted || k.t <= self.t {
+                continue;
+            }
+            if k.t - self.t <= self.params.imminent_factor * self.slice_ns {
                 return Some(k.id);
             }
+            self.watch.push(Reverse(k));
         }
         None
     }
