@@ -44,6 +44,18 @@ fn cmdline_value(cmdline: &str, key: &str) -> Option<String> {
         .find_map(|w| w.strip_prefix(key).map(str::to_string))
 }
 
+/// CPUs online on the machine — not `available_parallelism`, which shrinks
+/// to the calling thread's affinity mask (compare pins itself to one CPU).
+fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 {
+        n as usize
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
 impl Environment {
     /// Reads the fingerprint of this machine now.
     pub fn probe() -> Self {
@@ -61,7 +73,7 @@ impl Environment {
             slokit_version: crate::VERSION.to_string(),
             hostname: read_trim("/proc/sys/kernel/hostname"),
             cpu_model,
-            logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            logical_cpus: online_cpus(),
             kernel: read_trim("/proc/sys/kernel/osrelease"),
             governor: read_trim("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
             turbo,

@@ -310,10 +310,12 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
                         monitor_note = Some(format!("eBPF unavailable: {reason}"));
                         NotifyMonitor::bind(&path).and_then(|mut m| run(&mut m))
                     }
-                    None => return Err(SchedError::Bpf(format!(
+                    None => {
+                        return Err(SchedError::Bpf(format!(
                         "{reason}. Without eBPF, start the host with `slokit serve --notify PATH` \
                                  and the agent with `--monitor notify --notify PATH`"
-                    ))),
+                    )))
+                    }
                 },
                 Err(e) => return Err(e),
             },

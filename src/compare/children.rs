@@ -94,6 +94,28 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Makes `cmd` start with CPU affinity `cpus` instead of inheriting the
+/// caller's (`compare` pins itself to the load generator's CPUs; hosts and
+/// agents place their own threads).
+pub fn with_affinity(cmd: &mut Command, cpus: Vec<usize>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls sched_setaffinity(2), which is async-signal-safe; it allocates
+    // nothing (the set is built on the stack from the captured Vec).
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for &c in &cpus {
+                libc::CPU_SET(c, &mut set);
+            }
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Reads `stdout` on a helper thread until a line starts with `prefix`;
 /// the thread then keeps draining (so the child never blocks on a full pipe).
 fn wait_for_line(stdout: ChildStdout, prefix: &str, timeout: Duration) -> Option<String> {

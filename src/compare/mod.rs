@@ -21,7 +21,7 @@ use slokit_report::{Comparison, PolicyRun, ScenarioRuns};
 use slokit_sched::sim::{simulate, ServiceModel, ServiceSampler, SimConfig, SimPolicy};
 
 use crate::experiment::Experiment;
-use runner::{run_once, RunSettings};
+use runner::{run_once, transport_overhead_us, RunSettings};
 use schedules::{scenario_schedule, ServiceFacts};
 
 /// What `compare` needs besides the experiment.
@@ -44,7 +44,15 @@ pub trait CompareObserver: slokit_loadgen::Reporter {
     /// A line worth showing (placement, profiles, schedules, warnings).
     fn note(&self, _text: &str) {}
     /// Run `index` of `total` starts.
-    fn run_started(&self, _scenario: &str, _policy: &str, _repetition: u32, _index: usize, _total: usize) {}
+    fn run_started(
+        &self,
+        _scenario: &str,
+        _policy: &str,
+        _repetition: u32,
+        _index: usize,
+        _total: usize,
+    ) {
+    }
     /// A run ended with this record.
     fn run_finished(&self, _scenario: &str, _record: &RunRecord) {}
     /// The profiler's observer, for profiles derived on the way.
@@ -63,7 +71,7 @@ pub struct CompareOutcome {
 }
 
 fn online_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    Environment::probe().logical_cpus
 }
 
 /// Pins the calling thread (and the threads it starts later) to `cpus`.
@@ -76,22 +84,32 @@ fn pin_current_thread(cpus: &[usize]) -> anyhow::Result<()> {
             libc::CPU_SET(c, &mut set);
         }
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            anyhow::bail!("cannot pin slokit to CPUs {cpus:?}: {}", std::io::Error::last_os_error());
+            anyhow::bail!(
+                "cannot pin slokit to CPUs {cpus:?}: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
     Ok(())
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The simulator's service model: the profiles' distributions for mixes;
 /// trace replays carry their own per-arrival durations.
-fn service_model(profiled: &HashMap<String, profiles::ProfiledFunction>) -> anyhow::Result<ServiceModel> {
+fn service_model(
+    profiled: &HashMap<String, profiles::ProfiledFunction>,
+) -> anyhow::Result<ServiceModel> {
     let mut model = ServiceModel::new();
     for (label, p) in profiled {
-        model = model.with(label.clone(), ServiceSampler::from_histogram(&p.histogram_us)?);
+        model = model.with(
+            label.clone(),
+            ServiceSampler::from_histogram(&p.histogram_us)?,
+        );
     }
     Ok(model)
 }
@@ -104,13 +122,24 @@ pub fn simulated_bounds(
     exp: &Experiment,
     cpus: usize,
 ) -> anyhow::Result<Vec<RunRecord>> {
-    [SimPolicy::Srpt, SimPolicy::Ps, SimPolicy::Fifo, SimPolicy::TwoLevel]
-        .into_iter()
-        .map(|policy| {
-            let cfg = SimConfig { params: exp.two_level, seed: exp.seed, ..SimConfig::new(cpus as u32, policy) };
-            Ok(simulate(schedule, model, &cfg).with_context(|| format!("simulating {}", policy.name()))?.record)
-        })
-        .collect()
+    [
+        SimPolicy::Srpt,
+        SimPolicy::Ps,
+        SimPolicy::Fifo,
+        SimPolicy::TwoLevel,
+    ]
+    .into_iter()
+    .map(|policy| {
+        let cfg = SimConfig {
+            params: exp.two_level,
+            seed: exp.seed,
+            ..SimConfig::new(cpus as u32, policy)
+        };
+        Ok(simulate(schedule, model, &cfg)
+            .with_context(|| format!("simulating {}", policy.name()))?
+            .record)
+    })
+    .collect()
 }
 
 fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
@@ -134,20 +163,31 @@ pub fn run_compare(
     observer: &dyn CompareObserver,
 ) -> anyhow::Result<CompareOutcome> {
     let exp = &opts.experiment;
-    let (function_cpus, agent_cpus) =
-        exp.placement.resolve(online_cpus()).map_err(|e| anyhow::anyhow!("placement: {e}"))?;
-    pin_current_thread(&agent_cpus)?;
+    let (function_cpus, agent_cpus) = exp
+        .placement
+        .resolve(online_cpus())
+        .map_err(|e| anyhow::anyhow!("placement: {e}"))?;
     let cpus = function_cpus.len();
     observer.note(&format!(
         "function CPUs {function_cpus:?} (c = {cpus}); load generator and agent on CPUs {agent_cpus:?}"
     ));
-    std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating {}", opts.out_dir.display()))?;
+    std::fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("creating {}", opts.out_dir.display()))?;
 
     let catalogue = Catalogue::builtin(&CatalogueConfig::default());
-    let measure_cpu = *function_cpus.last().expect("placement gives at least one function CPU");
+    let measure_cpu = *function_cpus
+        .last()
+        .expect("placement gives at least one function CPU");
     let profiled = {
         let mut obs = observer.profiler();
-        profiles::ensure_profiles(exp, &opts.root, &catalogue, measure_cpu, opts.reprofile, obs.as_mut())?
+        profiles::ensure_profiles(
+            exp,
+            &opts.root,
+            &catalogue,
+            measure_cpu,
+            opts.reprofile,
+            obs.as_mut(),
+        )?
     };
     for (label, p) in &profiled {
         observer.note(&format!(
@@ -155,7 +195,11 @@ pub fn run_compare(
             p.facts.service_us, p.facts.deadline_us, p.origin
         ));
     }
-    let facts: HashMap<String, ServiceFacts> = profiled.iter().map(|(l, p)| (l.clone(), p.facts)).collect();
+    // Profiles measure on a function CPU; from here on slokit itself (the
+    // load generator) stays on the other CPUs.
+    pin_current_thread(&agent_cpus)?;
+    let facts: HashMap<String, ServiceFacts> =
+        profiled.iter().map(|(l, p)| (l.clone(), p.facts)).collect();
     let model = service_model(&profiled)?;
 
     let mut comparison = Comparison {
@@ -166,9 +210,34 @@ pub fn run_compare(
         settings: serde_json::to_value(exp)?,
         scenarios: Vec::new(),
     };
+    let settings = RunSettings {
+        slokit: opts.slokit.clone(),
+        function_cpus,
+        agent_cpus,
+        workers_per_host: exp.placement.workers_per_host,
+        two_level: slokit_sched::TwoLevelParams {
+            cpus: cpus as u32,
+            ..exp.two_level
+        },
+        work_dir: opts.out_dir.clone(),
+    };
+    let overhead_us = transport_overhead_us(&settings, 50)?;
+    observer.note(&format!(
+        "transport overhead (idle p99 of an empty invocation): {overhead_us:.0} µs, added to every deadline"
+    ));
     let mut schedules = Vec::new();
     for scenario in &exp.scenarios {
-        let schedule = scenario_schedule(scenario, &facts, cpus, exp.seed, exp.trace_deadline_slack, &opts.root)?;
+        let mut schedule = scenario_schedule(
+            scenario,
+            &facts,
+            cpus,
+            exp.seed,
+            exp.trace_deadline_slack,
+            &opts.root,
+        )?;
+        for f in &mut schedule.functions {
+            f.deadline_us = f.deadline_us.map(|d| d + overhead_us);
+        }
         observer.note(&format!(
             "{}: {} invocations over {:.1} s ({})",
             scenario.name,
@@ -186,14 +255,6 @@ pub fn run_compare(
         schedules.push(schedule);
     }
 
-    let settings = RunSettings {
-        slokit: opts.slokit.clone(),
-        function_cpus,
-        agent_cpus,
-        workers_per_host: exp.placement.workers_per_host,
-        two_level: slokit_sched::TwoLevelParams { cpus: cpus as u32, ..exp.two_level },
-        work_dir: opts.out_dir.clone(),
-    };
     let total = exp.scenarios.len() * exp.repetitions as usize * exp.policies.len();
     let mut index = 0;
     let mut error = None;
@@ -233,5 +294,9 @@ pub fn run_compare(
         }
     }
     comparison.scenarios.retain(|s| !s.runs.is_empty());
-    Ok(CompareOutcome { interrupted: stop.load(Ordering::Relaxed), comparison, error })
+    Ok(CompareOutcome {
+        interrupted: stop.load(Ordering::Relaxed),
+        comparison,
+        error,
+    })
 }

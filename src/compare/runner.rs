@@ -17,7 +17,7 @@ use slokit_loadgen::{ClientConfig, Reporter};
 use slokit_sched::metrics::AgentMetrics;
 use slokit_sched::{Policy, TwoLevelParams};
 
-use super::children::ChildGuard;
+use super::children::{with_affinity, ChildGuard};
 
 /// How runs are placed and sized.
 #[derive(Debug, Clone)]
@@ -32,6 +32,19 @@ pub struct RunSettings {
     pub work_dir: PathBuf,
 }
 
+impl RunSettings {
+    fn all_cpus(&self) -> Vec<usize> {
+        let mut all: Vec<usize> = self
+            .function_cpus
+            .iter()
+            .chain(&self.agent_cpus)
+            .copied()
+            .collect();
+        all.sort_unstable();
+        all
+    }
+}
+
 /// What one run produced.
 #[derive(Debug, Clone)]
 pub struct RunOutput {
@@ -41,7 +54,10 @@ pub struct RunOutput {
 }
 
 fn cpu_list(cpus: &[usize]) -> String {
-    cpus.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+    cpus.iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A running host per schedule function, keyed by label.
@@ -52,16 +68,37 @@ struct Hosts {
 }
 
 fn start_hosts(schedule: &Schedule, s: &RunSettings) -> anyhow::Result<Hosts> {
-    let mut hosts = Hosts { guards: Vec::new(), urls: HashMap::new(), deadlines: Vec::new() };
+    let mut hosts = Hosts {
+        guards: Vec::new(),
+        urls: HashMap::new(),
+        deadlines: Vec::new(),
+    };
     for f in &schedule.functions {
         let mut cmd = Command::new(&s.slokit);
-        cmd.args(["serve", "--functions", &f.function, "--listen", "127.0.0.1:0"])
-            .args(["--workers", &s.workers_per_host.to_string()])
-            .args(["--cpus", &cpu_list(&s.function_cpus)]);
-        let (guard, line) =
-            ChildGuard::spawn_until_ready(&format!("host for {}", f.label), cmd, "listening on", Duration::from_secs(20))?;
-        let base = line.trim_start_matches("listening on").trim().trim_end_matches('/').to_string();
-        hosts.urls.insert(f.label.clone(), format!("{base}/invoke/{}", f.function));
+        cmd.args([
+            "serve",
+            "--functions",
+            &f.function,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--workers", &s.workers_per_host.to_string()])
+        .args(["--cpus", &cpu_list(&s.function_cpus)]);
+        with_affinity(&mut cmd, s.all_cpus());
+        let (guard, line) = ChildGuard::spawn_until_ready(
+            &format!("host for {}", f.label),
+            cmd,
+            "listening on",
+            Duration::from_secs(20),
+        )?;
+        let base = line
+            .trim_start_matches("listening on")
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
+        hosts
+            .urls
+            .insert(f.label.clone(), format!("{base}/invoke/{}", f.function));
         if let Some(d) = f.deadline_us {
             hosts.deadlines.push((guard.pid(), d / 1e3));
         }
@@ -70,7 +107,12 @@ fn start_hosts(schedule: &Schedule, s: &RunSettings) -> anyhow::Result<Hosts> {
     Ok(hosts)
 }
 
-fn start_agent(policy: Policy, hosts: &Hosts, s: &RunSettings, metrics: &Path) -> anyhow::Result<ChildGuard> {
+fn start_agent(
+    policy: Policy,
+    hosts: &Hosts,
+    s: &RunSettings,
+    metrics: &Path,
+) -> anyhow::Result<ChildGuard> {
     let p = &s.two_level;
     let mut cmd = Command::new(&s.slokit);
     cmd.args(["sched", "--policy", policy.name()])
@@ -84,6 +126,7 @@ fn start_agent(policy: Policy, hosts: &Hosts, s: &RunSettings, metrics: &Path) -
         .args(["--overload-factor", &p.overload_factor.to_string()])
         .args(["--imminent-factor", &p.imminent_factor.to_string()])
         .args(["--fifo-priority", &p.fifo_priority.to_string()]);
+    with_affinity(&mut cmd, s.all_cpus());
     for g in &hosts.guards {
         cmd.args(["--pid", &g.pid().to_string()]);
     }
@@ -132,15 +175,77 @@ pub fn run_once(
     match agent_metrics {
         Ok(m) => {
             record.monitor = Some(m.monitor.clone());
-            record.notes.extend(m.notes.iter().map(|n| format!("agent: {n}")));
+            record
+                .notes
+                .extend(m.notes.iter().map(|n| format!("agent: {n}")));
             if m.event_drops > 0 {
-                record.notes.push(format!("agent: {} monitor events dropped", m.event_drops));
+                record
+                    .notes
+                    .push(format!("agent: {} monitor events dropped", m.event_drops));
             }
-            Ok(RunOutput { record, timeline: m.timeline.clone(), agent: Some(m) })
+            Ok(RunOutput {
+                record,
+                timeline: m.timeline.clone(),
+                agent: Some(m),
+            })
         }
         Err(e) => {
-            record.notes.push(format!("agent metrics unavailable ({e}); agent ended with {agent_exit}"));
-            Ok(RunOutput { record, timeline: Vec::new(), agent: None })
+            record.notes.push(format!(
+                "agent metrics unavailable ({e}); agent ended with {agent_exit}"
+            ));
+            Ok(RunOutput {
+                record,
+                timeline: Vec::new(),
+                agent: None,
+            })
         }
     }
+}
+
+/// Measures the transport overhead of an invocation on the idle node: the
+/// p99 response time of `spin` with `ms = 0` (loopback TCP, HTTP parsing,
+/// the host's hand-off), over `samples` requests sent one at a time. A
+/// profile's deadline bounds *execution* time; adding this turns it into a
+/// bound on *response* time, which is what the load generator measures —
+/// without it a 1 µs function's deadline would be unreachable over HTTP.
+pub fn transport_overhead_us(s: &RunSettings, samples: usize) -> anyhow::Result<f64> {
+    use slokit_functions::{Arrival, ScheduledFunction};
+    let schedule = Schedule {
+        source: "transport calibration".into(),
+        seed: 0,
+        functions: vec![ScheduledFunction {
+            label: "calibration".into(),
+            function: "spin".into(),
+            params: serde_json::json!({ "ms": 0 }),
+            service_us: None,
+            deadline_us: None,
+        }],
+        arrivals: (0..samples as u64)
+            .map(|i| Arrival {
+                at_ns: i * 4_000_000,
+                function: 0,
+                params: None,
+                service_us: None,
+            })
+            .collect(),
+    };
+    let mut hosts = start_hosts(&schedule, s)?;
+    let cfg = ClientConfig {
+        urls: hosts.urls.clone(),
+        cpus: s.agent_cpus.clone(),
+        ..ClientConfig::default()
+    };
+    let record = slokit_loadgen::run_blocking(&schedule, &cfg, &slokit_loadgen::NoReporter);
+    for h in &mut hosts.guards {
+        h.stop(Duration::from_secs(5));
+    }
+    let record = record.context("calibrating the transport overhead")?;
+    let f = &record.functions[0];
+    anyhow::ensure!(
+        f.ok == f.invocations,
+        "calibration requests failed: {} of {}",
+        f.invocations - f.ok,
+        f.invocations
+    );
+    Ok(f.response_us.p99)
 }
