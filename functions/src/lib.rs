@@ -6,12 +6,16 @@
 //! Crates depend downward only (see DESIGN.md): the profiler, the load
 //! generator and the scheduler all build on this crate, never on each other.
 
+pub mod aes_ctr;
+pub mod auth;
 pub mod catalogue;
 pub mod environment;
+pub mod host;
 pub mod notify;
 pub mod record;
 pub mod schedule;
 pub mod spin;
+pub mod video;
 
 pub use catalogue::{Catalogue, CatalogueConfig, Function, FunctionInfo, InvokeError, ParamInfo};
 pub use environment::Environment;

@@ -1,7 +1,29 @@
 //! slokit-sched: the scheduling agent (eBPF monitor, register, runtime,
 //! controller, actuator) for the `cfs`, `fifo` and `two-level` policies, and
 //! a discrete-event simulator of the same policies with the SRPT bound.
+//!
+//! The agent's entry point is [`run_agent`]; `slokit sched` is its CLI and
+//! `slokit compare` drives that CLI (its stdout `agent ready` line and its
+//! `--metrics-out` JSON, [`AgentMetrics`], are the contract).
 
+pub mod actuator;
+pub mod agent;
+pub mod clock;
+pub mod error;
+pub mod guardian;
+pub mod metrics;
+pub mod monitor;
 pub mod params;
+pub mod poll;
+pub mod register;
+pub mod runtime;
+pub mod skel;
+pub mod sys;
+pub mod targets;
 
+pub use agent::{run_agent, AgentConfig, Policy, ReadyHook};
+pub use error::SchedError;
+pub use metrics::{AgentMetrics, LatencyStats, METRICS_SCHEMA};
+pub use monitor::MonitorChoice;
 pub use params::{SliceController, TwoLevelParams};
+pub mod sim;

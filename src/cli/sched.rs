@@ -1,9 +1,190 @@
-//! `slokit sched`: not built yet; see the open issue for this capability.
+//! `slokit sched`: the scheduling agent (cfs, fifo, two-level) over target
+//! processes. Parses flags into an `AgentConfig`, wires SIGINT/SIGTERM to
+//! the stop flag, prints `agent ready` once monitoring runs, and leaves the
+//! rest to `slokit_sched::run_agent`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use slokit_sched::agent::{print_ready, run_agent, AgentConfig, Policy, ReadyHook};
+use slokit_sched::monitor::MonitorChoice;
+use slokit_sched::targets::{parse_cpu_list, WORKER_PREFIX};
+use slokit_sched::TwoLevelParams;
 
 /// Arguments of `slokit sched`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Scheduling policy: cfs, fifo or two-level.
+    #[arg(long, default_value = "two-level")]
+    policy: Policy,
+    /// Target process (repeatable). Only its threads are ever touched.
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Every process of this cgroup (v2) is a target (repeatable; relative
+    /// paths are under /sys/fs/cgroup).
+    #[arg(long = "cgroup", value_name = "PATH")]
+    cgroups: Vec<PathBuf>,
+    /// Deadline of the requests of a target process, ms (repeatable), for
+    /// two-level's Imminent rule.
+    #[arg(long = "deadline", value_name = "PID=MS", value_parser = parse_deadline)]
+    deadlines: Vec<(u32, f64)>,
+    /// Request monitor: auto (eBPF, else notify when --notify is given), ebpf, notify.
+    #[arg(long, default_value = "auto")]
+    monitor: MonitorChoice,
+    /// Unix datagram socket the notify monitor binds (hosts started with
+    /// `slokit serve --notify PATH` send to it).
+    #[arg(long, value_name = "PATH")]
+    notify: Option<PathBuf>,
+    /// c: requests allowed in SCHED_FIFO at once [default: number of function CPUs].
+    #[arg(long)]
+    cpus: Option<u32>,
+    /// CPUs the functions run on, e.g. `1` or `1-3` [default: all but CPU 0].
+    #[arg(long, value_name = "LIST")]
+    function_cpus: Option<String>,
+    /// CPUs the agent runs on [default: all CPUs not in --function-cpus].
+    #[arg(long, value_name = "LIST")]
+    agent_cpus: Option<String>,
+    /// SCHED_FIFO priority of the agent's own event thread while it runs
+    /// (0: stays SCHED_OTHER). Restored at exit.
+    #[arg(long, default_value_t = 50)]
+    agent_priority: u8,
+    #[command(flatten)]
+    policy_params: Box<ParamArgs>,
+    /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Write the metrics JSON (schema slokit.sched-metrics/1) here at exit.
+    #[arg(long, value_name = "FILE")]
+    metrics_out: Option<PathBuf>,
+    /// Timeline sampling period, ms.
+    #[arg(long, default_value_t = 100)]
+    timeline_interval_ms: u64,
+    /// Seconds between one-line summaries on stderr (0: none).
+    #[arg(long, default_value_t = 5.0)]
+    summary_every: f64,
+    /// Comm prefix of the host's worker threads (the fifo baseline's targets).
+    #[arg(long, default_value = WORKER_PREFIX)]
+    worker_prefix: String,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("`slokit sched` is not built yet")
+/// The two-level constants (`TwoLevelParams`), one flag each.
+#[derive(Debug, clap::Args)]
+struct ParamArgs {
+    /// Arrivals in the IAT window of the slice controller.
+    #[arg(long, default_value_t = TwoLevelParams::default().iat_window)]
+    iat_window: usize,
+    /// S before two arrivals are seen, ms.
+    #[arg(long, default_value_t = TwoLevelParams::default().initial_slice_ms)]
+    initial_slice_ms: f64,
+    /// Lower clamp of S, ms.
+    #[arg(long, default_value_t = TwoLevelParams::default().min_slice_ms)]
+    min_slice_ms: f64,
+    /// Upper clamp of S, ms.
+    #[arg(long, default_value_t = TwoLevelParams::default().max_slice_ms)]
+    max_slice_ms: f64,
+    /// Demote a request that waited more than this many S for a FIFO slot.
+    #[arg(long, default_value_t = TwoLevelParams::default().overload_factor)]
+    overload_factor: f64,
+    /// Promote a demoted request once when its deadline is within this many S.
+    #[arg(long, default_value_t = TwoLevelParams::default().imminent_factor)]
+    imminent_factor: f64,
+    /// SCHED_FIFO priority of functions (1..=99).
+    #[arg(long, default_value_t = TwoLevelParams::default().fifo_priority)]
+    fifo_priority: u8,
+}
+
+fn parse_deadline(s: &str) -> Result<(u32, f64), String> {
+    let (pid, ms) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected PID=MS, got `{s}`"))?;
+    let pid = pid
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad pid in `{s}`"))?;
+    let ms: f64 = ms.trim().parse().map_err(|_| format!("bad ms in `{s}`"))?;
+    if !(ms.is_finite() && ms > 0.0) {
+        return Err(format!(
+            "deadline must be a positive number of ms, got `{s}`"
+        ));
+    }
+    Ok((pid, ms))
+}
+
+impl Args {
+    fn into_config(self) -> anyhow::Result<AgentConfig> {
+        let function_cpus = self
+            .function_cpus
+            .as_deref()
+            .map(parse_cpu_list)
+            .transpose()
+            .context("--function-cpus")?;
+        let agent_cpus = self
+            .agent_cpus
+            .as_deref()
+            .map(parse_cpu_list)
+            .transpose()
+            .context("--agent-cpus")?;
+        let c = self.cpus.unwrap_or_else(|| {
+            function_cpus
+                .clone()
+                .unwrap_or_else(slokit_sched::agent::default_function_cpus)
+                .len() as u32
+        });
+        let p = &self.policy_params;
+        let params = TwoLevelParams {
+            cpus: c,
+            iat_window: p.iat_window,
+            initial_slice_ms: p.initial_slice_ms,
+            min_slice_ms: p.min_slice_ms,
+            max_slice_ms: p.max_slice_ms,
+            overload_factor: p.overload_factor,
+            imminent_factor: p.imminent_factor,
+            fifo_priority: p.fifo_priority,
+        };
+        params
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid policy parameter: {e}"))?;
+        let duration = match self.duration {
+            Some(d) if !(d.is_finite() && d > 0.0) => {
+                anyhow::bail!("--duration must be a positive number of seconds, got {d}")
+            }
+            d => d.map(Duration::from_secs_f64),
+        };
+        let deadlines_ms: BTreeMap<u32, f64> = self.deadlines.into_iter().collect();
+        Ok(AgentConfig {
+            policy: self.policy,
+            monitor: self.monitor,
+            notify_path: self.notify,
+            pids: self.pids,
+            cgroups: self.cgroups,
+            deadlines_ms,
+            params,
+            function_cpus,
+            agent_cpus,
+            agent_priority: self.agent_priority,
+            duration,
+            timeline_interval: Duration::from_millis(self.timeline_interval_ms.max(1)),
+            summary_interval: (self.summary_every > 0.0)
+                .then(|| Duration::from_secs_f64(self.summary_every)),
+            worker_prefix: self.worker_prefix,
+            metrics_out: self.metrics_out,
+            on_ready: Some(ReadyHook(Box::new(print_ready))),
+        })
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let cfg = args.into_config()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())
+            .with_context(|| format!("cannot install the handler for signal {sig}"))?;
+    }
+    let metrics = run_agent(cfg, stop)?;
+    eprintln!("{}", metrics.summary_line());
+    Ok(0)
 }

@@ -1,9 +1,343 @@
-//! `slokit simulate`: not built yet; see the open issue for this capability.
+//! `slokit simulate`: runs one arrival schedule through the simulator's
+//! policies (fifo, ps, two-level, srpt) on a model of c CPUs and prints
+//! them side by side; the model lives in `slokit_sched::sim`.
 
-/// Arguments of `slokit simulate`.
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use slokit_functions::record::TimelinePoint;
+use slokit_functions::{RunRecord, Schedule};
+use slokit_sched::sim::{
+    self, parse_duration_us, parse_label_durations, Horizon, PoissonMix, ServiceModel, SimConfig,
+    SimPolicy,
+};
+use slokit_sched::TwoLevelParams;
+
+/// Arguments of `slokit simulate` (boxed: they are many, and the
+/// subcommand enum should stay small).
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    inner: Box<SimArgs>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("`slokit simulate` is not built yet")
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Service distributions (SPEC): 5ms | det:5ms | exp:0.5ms | lognormal:MEAN:SIGMA | \
+bimodal:SHORT:LONG:P_LONG | hist:FILE (base64 HdrHistogram of µs, as profiles store it).
+
+Examples:
+  slokit simulate --cpus 64 --mix auth:0.9,video:0.1 \\
+      --service auth=exp:0.5ms,video=lognormal:120ms:0.5 --rho 0.8 --duration 600s
+  slokit simulate --cpus 4 --schedule schedule.json --service spin=exp:2ms --out runs.json")]
+struct SimArgs {
+    /// CPUs in the model (c); any number, independent of this machine.
+    #[arg(long, default_value_t = 1)]
+    cpus: u32,
+    /// Policies, comma-separated: fifo, ps, two-level, srpt.
+    #[arg(long, value_delimiter = ',', default_value = "fifo,ps,two-level,srpt")]
+    policy: Vec<String>,
+    /// Arrival schedule JSON (as `slokit loadgen --dump-schedule` writes).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["mix", "rho", "rate", "arrivals"])]
+    schedule: Option<PathBuf>,
+    /// Built-in Poisson mix, LABEL:WEIGHT,... (e.g. auth:0.9,video:0.1).
+    #[arg(long, required_unless_present = "schedule")]
+    mix: Option<String>,
+    /// Service times, LABEL=SPEC,...; a SPEC without LABEL= applies to
+    /// every function without its own. Wins over the schedule's
+    /// per-function values, never over per-arrival ones.
+    #[arg(long, value_delimiter = ',', value_name = "LABEL=SPEC")]
+    service: Vec<String>,
+    /// Utilisation per CPU ρ; sets the mix's rate to ρ·c / E[S].
+    #[arg(long, conflicts_with = "rate")]
+    rho: Option<f64>,
+    /// Arrival rate of the mix, per second (instead of --rho).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Length of the mix (e.g. 600s, 10m).
+    #[arg(long, default_value = "60s")]
+    duration: String,
+    /// Exactly this many arrivals instead of --duration.
+    #[arg(long)]
+    arrivals: Option<usize>,
+    /// Seed of the mix's arrivals and of the service-time draws.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Deadlines, LABEL=DURATION,... (e.g. auth=5ms); override the schedule's.
+    #[arg(long, value_delimiter = ',', value_name = "LABEL=DURATION")]
+    deadline: Vec<String>,
+    /// Two-level: arrivals in the IAT window.
+    #[arg(long)]
+    iat_window: Option<usize>,
+    /// Two-level: S before the window has two arrivals (e.g. 20ms).
+    #[arg(long)]
+    initial_slice: Option<String>,
+    /// Two-level: lower clamp of S (e.g. 1ms).
+    #[arg(long)]
+    min_slice: Option<String>,
+    /// Two-level: upper clamp of S (e.g. 1s).
+    #[arg(long)]
+    max_slice: Option<String>,
+    /// Two-level: demote a request waiting more than this many S for a FIFO slot.
+    #[arg(long)]
+    overload_factor: Option<f64>,
+    /// Two-level: promote a demoted request once when its deadline is this many S away (0 = off).
+    #[arg(long)]
+    imminent_factor: Option<f64>,
+    /// Two-level: simulated time between timeline points (e.g. 100ms).
+    #[arg(long, default_value = "100ms")]
+    timeline_every: String,
+    /// Write the run records (JSON array, schema slokit.run/1) here.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Write the two-level timeline (JSON array of points) here.
+    #[arg(long, value_name = "FILE")]
+    timeline: Option<PathBuf>,
+}
+
+/// Validated options: everything parsed before any simulation runs.
+struct Options {
+    schedule: Schedule,
+    model: ServiceModel,
+    policies: Vec<SimPolicy>,
+    base: SimConfig,
+    out: Option<PathBuf>,
+    timeline: Option<PathBuf>,
+}
+
+fn ms(text: &str) -> anyhow::Result<f64> {
+    Ok(parse_duration_us(text)? / 1e3)
+}
+
+impl Options {
+    fn from_args(a: SimArgs) -> anyhow::Result<Self> {
+        if a.cpus == 0 {
+            bail!("--cpus must be at least 1");
+        }
+        let mut policies = Vec::new();
+        for p in &a.policy {
+            let p: SimPolicy = p.parse()?;
+            if !policies.contains(&p) {
+                policies.push(p);
+            }
+        }
+        if a.timeline.is_some() && !policies.contains(&SimPolicy::TwoLevel) {
+            bail!("--timeline records the two-level policy: add two-level to --policy");
+        }
+        let model = ServiceModel::from_specs(a.service.iter().map(String::as_str))?;
+        let deadlines = parse_label_durations(a.deadline.iter().map(String::as_str))?;
+
+        let schedule = match (&a.schedule, &a.mix) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read schedule {}", path.display()))?;
+                let mut schedule: Schedule = serde_json::from_str(&text).with_context(|| {
+                    format!(
+                        "{} is not a schedule JSON (slokit loadgen --dump-schedule)",
+                        path.display()
+                    )
+                })?;
+                schedule
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("schedule {}: {e}", path.display()))?;
+                for (label, us) in &deadlines {
+                    let f = schedule
+                        .functions
+                        .iter_mut()
+                        .find(|f| &f.label == label)
+                        .with_context(|| {
+                            format!("--deadline names `{label}`, which the schedule does not have")
+                        })?;
+                    f.deadline_us = Some(*us);
+                }
+                schedule
+            }
+            (None, Some(mix)) => {
+                let mut entries = PoissonMix::parse_weights(mix)?;
+                for (label, us) in &deadlines {
+                    let e = entries
+                        .iter_mut()
+                        .find(|e| &e.label == label)
+                        .with_context(|| {
+                            format!("--deadline names `{label}`, which --mix does not have")
+                        })?;
+                    e.deadline_us = Some(*us);
+                }
+                let rate_per_s = match (a.rho, a.rate) {
+                    (Some(rho), None) => PoissonMix::rate_for_load(&entries, &model, a.cpus, rho)?,
+                    (None, Some(rate)) => rate,
+                    _ => {
+                        bail!("give the mix a load: --rho 0.8 (per CPU) or --rate 200 (per second)")
+                    }
+                };
+                let horizon = match a.arrivals {
+                    Some(n) => Horizon::Arrivals(n),
+                    None => Horizon::Seconds(parse_duration_us(&a.duration)? / 1e6),
+                };
+                PoissonMix {
+                    entries,
+                    rate_per_s,
+                    horizon,
+                    seed: a.seed,
+                }
+                .schedule()?
+            }
+            (None, None) => {
+                bail!("give an arrival schedule: --schedule FILE or --mix auth:0.9,video:0.1")
+            }
+        };
+        for label in model.labels() {
+            if !schedule.functions.iter().any(|f| f.label == label) {
+                bail!("--service names `{label}`, which the schedule does not have");
+            }
+        }
+
+        let d = TwoLevelParams::default();
+        let params = TwoLevelParams {
+            cpus: a.cpus,
+            iat_window: a.iat_window.unwrap_or(d.iat_window),
+            initial_slice_ms: a
+                .initial_slice
+                .as_deref()
+                .map(ms)
+                .transpose()?
+                .unwrap_or(d.initial_slice_ms),
+            min_slice_ms: a
+                .min_slice
+                .as_deref()
+                .map(ms)
+                .transpose()?
+                .unwrap_or(d.min_slice_ms),
+            max_slice_ms: a
+                .max_slice
+                .as_deref()
+                .map(ms)
+                .transpose()?
+                .unwrap_or(d.max_slice_ms),
+            overload_factor: a.overload_factor.unwrap_or(d.overload_factor),
+            imminent_factor: a.imminent_factor.unwrap_or(d.imminent_factor),
+            fifo_priority: d.fifo_priority,
+        };
+        params
+            .validate()
+            .map_err(|e| anyhow::anyhow!("two-level parameters: {e}"))?;
+        let base = SimConfig {
+            cpus: a.cpus,
+            policy: SimPolicy::Fifo,
+            params,
+            seed: a.seed,
+            timeline_interval_ms: ms(&a.timeline_every)?,
+        };
+        Ok(Options {
+            schedule,
+            model,
+            policies,
+            base,
+            out: a.out,
+            timeline: a.timeline,
+        })
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let opts = Options::from_args(*args.inner)?;
+    let s = &opts.schedule;
+    println!(
+        "{}: {} arrivals over {:.1} s, {} functions, model of {} CPUs, seed {}",
+        s.source,
+        s.arrivals.len(),
+        s.duration_s(),
+        s.functions.len(),
+        opts.base.cpus,
+        opts.base.seed
+    );
+    let mut records: Vec<RunRecord> = Vec::new();
+    let mut timeline: Vec<TimelinePoint> = Vec::new();
+    for &policy in &opts.policies {
+        let cfg = SimConfig {
+            policy,
+            ..opts.base.clone()
+        };
+        let started = Instant::now();
+        let out = sim::simulate(s, &opts.model, &cfg)?;
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "{policy}: simulated {} invocations in {:.2} s ({:.2} M/s)",
+            out.totals.arrivals,
+            secs,
+            out.totals.arrivals as f64 / secs.max(1e-9) / 1e6
+        );
+        if policy == SimPolicy::TwoLevel {
+            timeline = out.timeline;
+        }
+        records.push(out.record);
+    }
+    println!("{}", table(&records));
+    if let Some(path) = &opts.out {
+        std::fs::write(path, serde_json::to_string_pretty(&records)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {} run records to {}", records.len(), path.display());
+    }
+    if let Some(path) = &opts.timeline {
+        std::fs::write(path, serde_json::to_string_pretty(&timeline)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!(
+            "wrote {} timeline points to {}",
+            timeline.len(),
+            path.display()
+        );
+    }
+    Ok(0)
+}
+
+fn human_us(us: f64) -> String {
+    if us < 1e3 {
+        format!("{us:.0} µs")
+    } else if us < 1e6 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
+
+fn table(records: &[RunRecord]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "policy",
+        "function",
+        "invocations",
+        "mean",
+        "p50",
+        "p99",
+        "mean slowdown",
+        "SLO",
+    ]);
+    for r in records {
+        for f in &r.functions {
+            let slo = f.slo.map_or("—".to_string(), |s| {
+                format!(
+                    "{:.1} % ≤ {}",
+                    s.attainment * 100.0,
+                    human_us(s.deadline_us)
+                )
+            });
+            let slowdown = f
+                .slowdown
+                .map_or("—".to_string(), |s| format!("{:.2}", s.mean));
+            let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
+            t.add_row(vec![
+                Cell::new(r.policy.as_deref().unwrap_or("?")),
+                Cell::new(&f.label),
+                right(f.invocations.to_string()),
+                right(human_us(f.response_us.mean)),
+                right(human_us(f.response_us.p50)),
+                right(human_us(f.response_us.p99)),
+                right(slowdown),
+                right(slo),
+            ]);
+        }
+    }
+    t
 }

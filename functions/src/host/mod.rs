@@ -1,0 +1,557 @@
+//! The function host behind `slokit serve`: HTTP/1.1 on blocking std
+//! sockets, a fixed pool of worker threads, and the threading contract the
+//! scheduler relies on (DESIGN.md, "The function host"): **the worker that
+//! `recv`s a request runs the function and `send`s the reply**, so a
+//! black-box monitor (the seed's kprobes, slokit's `tp_btf` programs) sees
+//! arrival and completion on the thread that must be scheduled.
+//!
+//! Threads:
+//! - `host-acceptor` accepts connections and parks them with the poller;
+//! - `host-poller` waits (epoll) on parked connections and queues each one
+//!   that becomes readable for the workers ([`poller`]), so idle keep-alive
+//!   connections hold no worker;
+//! - `fn-worker-<i>`, created eagerly, each reads one request, runs it,
+//!   writes the reply and parks the connection again ([`worker`]).
+//!
+//! With `worker_cpus` the workers are pinned to those CPUs and the acceptor
+//! and poller to the remaining ones, so a `SCHED_FIFO` policy on busy
+//! workers cannot starve the host's own threads.
+
+mod affinity;
+mod http;
+mod notifier;
+mod poller;
+mod signals;
+mod worker;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::catalogue::Catalogue;
+
+pub use affinity::{format_cpu_list, gettid, parse_cpu_list, pin_current_thread, thread_affinity};
+pub use signals::{signal_name, ShutdownSignals};
+
+use http::Conn;
+use notifier::Notifier;
+use poller::{Epoll, Wake};
+
+/// Default limit on a request body: 1 MiB.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// Default time a client may take to finish sending a request it started.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default listen backlog (the kernel caps it at `net.core.somaxconn`).
+pub const DEFAULT_BACKLOG: i32 = 4096;
+/// Default number of workers when no CPU list says otherwise.
+pub const DEFAULT_WORKERS: usize = 4;
+/// Prefix of worker thread names; the scheduler agent finds workers by it
+/// in `/proc/<pid>/task/<tid>/comm`.
+pub const WORKER_PREFIX: &str = "fn-worker-";
+/// Name of the acceptor thread.
+pub const ACCEPTOR_NAME: &str = "host-acceptor";
+/// Name of the poller thread.
+pub const POLLER_NAME: &str = "host-poller";
+
+/// How to run a host.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Address to listen on; port 0 picks a free port
+    /// ([`RunningHost::local_addr`] tells which).
+    pub listen: SocketAddr,
+    /// Number of worker threads: the host's concurrency limit.
+    pub workers: usize,
+    /// CPUs to pin the workers to; the acceptor and poller go on the other
+    /// CPUs this process may use. `None`: no pinning.
+    pub worker_cpus: Option<Vec<usize>>,
+    /// Unix datagram socket to send arrival/completion events to
+    /// ([`crate::notify`]); it must exist when the host starts.
+    pub notify: Option<PathBuf>,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body: usize,
+    /// How long a client may stall mid-request (408 after), and how long a
+    /// reply may wait for a client that does not read.
+    pub io_timeout: Duration,
+    /// Listen backlog.
+    pub backlog: i32,
+}
+
+impl Default for HostConfig {
+    /// Loopback on a free port, [`DEFAULT_WORKERS`] unpinned workers.
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            workers: DEFAULT_WORKERS,
+            worker_cpus: None,
+            notify: None,
+            max_body: DEFAULT_MAX_BODY,
+            io_timeout: DEFAULT_IO_TIMEOUT,
+            backlog: DEFAULT_BACKLOG,
+        }
+    }
+}
+
+/// Why a host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The configuration is inconsistent; the message says what to change.
+    #[error("invalid host configuration: {0}")]
+    Config(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source} (pick a free port, or port 0 for any)")]
+    Bind { addr: SocketAddr, source: io::Error },
+    /// A thread could not be pinned to its CPUs.
+    #[error("cannot pin {thread} to CPUs {cpus}: {source}")]
+    Affinity {
+        thread: String,
+        cpus: String,
+        source: io::Error,
+    },
+    /// The notify socket could not be reached.
+    #[error(
+        "cannot connect to the notify socket {}: {source} (the agent must bind a Unix datagram socket there before the host starts)",
+        path.display()
+    )]
+    Notify { path: PathBuf, source: io::Error },
+    /// A system resource (thread, epoll, eventfd) could not be created.
+    #[error("cannot create the host's {what}: {source}")]
+    Resource {
+        what: &'static str,
+        source: io::Error,
+    },
+}
+
+/// Work for the worker pool.
+pub(crate) enum Job {
+    /// A connection with (probably) a request to read.
+    Serve(Conn),
+    /// Exit the worker loop (sent once per worker at shutdown).
+    Stop,
+}
+
+/// State every host thread shares.
+pub(crate) struct Shared {
+    pub(crate) catalogue: Catalogue,
+    pub(crate) functions_json: Vec<u8>,
+    pub(crate) config: HostConfig,
+    pub(crate) epoll: Epoll,
+    /// Parked connections by connection id (the epoll token).
+    pub(crate) idle: Mutex<HashMap<u64, Conn>>,
+    jobs_tx: Sender<Job>,
+    pub(crate) jobs_rx: Receiver<Job>,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) notifier: Option<Notifier>,
+    next_conn_id: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    connections: AtomicU64,
+}
+
+impl Shared {
+    /// Queues a connection for the workers.
+    pub(crate) fn dispatch(&self, conn: Conn) {
+        // The receiver lives in `Shared` itself, so sending cannot fail.
+        let _ = self.jobs_tx.send(Job::Serve(conn));
+    }
+
+    /// Parks a connection with the poller until its next request; closes it
+    /// instead when the host is shutting down.
+    pub(crate) fn park(&self, conn: Conn) {
+        if self.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        let (id, fd) = (conn.id, conn.stream.as_raw_fd());
+        // Into the table before arming: the poller may fire at once.
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, conn);
+        if self.epoll.rearm(fd, id).is_err() {
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        }
+    }
+
+    fn park_new(&self, conn: Conn) {
+        let (id, fd) = (conn.id, conn.stream.as_raw_fd());
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, conn);
+        if self.epoll.add_oneshot(fd, id).is_err() {
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        }
+    }
+
+    fn close_idle(&self) {
+        let drained: Vec<Conn> = self
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, c)| c)
+            .collect();
+        drop(drained);
+    }
+}
+
+/// Counters of a running host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HostStats {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Requests answered (any status, including errors after a full read).
+    pub requests: u64,
+    /// Notify events dropped because the agent's socket was full or gone.
+    pub notify_dropped: u64,
+}
+
+/// Starts hosts.
+#[derive(Debug)]
+pub struct Host;
+
+impl Host {
+    /// Binds, starts the acceptor, the poller and every worker, and returns
+    /// once all of them run (pinned, when asked).
+    pub fn start(config: HostConfig, catalogue: Catalogue) -> Result<RunningHost, HostError> {
+        if config.workers == 0 {
+            return Err(HostError::Config("workers must be at least 1".into()));
+        }
+        let resource = |what| move |source| HostError::Resource { what, source };
+        let (worker_cpus, service_cpus) = plan_cpus(config.worker_cpus.as_deref())?;
+        let notifier = config
+            .notify
+            .as_deref()
+            .map(Notifier::connect)
+            .transpose()?;
+        let listener = bind(&config)?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(resource("listener address"))?;
+        let functions_json =
+            serde_json::to_vec(&catalogue.infos()).expect("function infos serialise");
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared {
+            catalogue,
+            functions_json,
+            epoll: Epoll::new().map_err(resource("epoll instance"))?,
+            idle: Mutex::new(HashMap::new()),
+            jobs_tx,
+            jobs_rx,
+            stopping: AtomicBool::new(false),
+            notifier,
+            next_conn_id: AtomicU64::new(1),
+            requests: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            config,
+        });
+        let wake = Arc::new(Wake::new().map_err(resource("shutdown eventfd"))?);
+        shared
+            .epoll
+            .add_wake(wake.raw())
+            .map_err(resource("epoll registration"))?;
+
+        let mut host = RunningHost {
+            shared: shared.clone(),
+            wake: wake.clone(),
+            local_addr,
+            acceptor: None,
+            poller: None,
+            workers: Vec::new(),
+            worker_tids: Vec::new(),
+            acceptor_tid: 0,
+            poller_tid: 0,
+            service_cpus: service_cpus.clone(),
+            stopped: false,
+        };
+        // From here on, an error drops `host`, which stops what did start.
+        for i in 0..shared.config.workers {
+            let s = shared.clone();
+            let cpus = worker_cpus.clone();
+            let (handle, tid) = spawn_pinned(format!("{WORKER_PREFIX}{i}"), cpus, move |tid| {
+                worker::Worker::new(tid).run(&s)
+            })?;
+            host.workers.push(handle);
+            host.worker_tids.push(tid);
+        }
+        let s = shared.clone();
+        let (handle, tid) = spawn_pinned(POLLER_NAME.into(), service_cpus.clone(), move |_| {
+            poller::run(&s)
+        })?;
+        host.poller = Some(handle);
+        host.poller_tid = tid;
+        let s = shared.clone();
+        let w = wake.clone();
+        let (handle, tid) = spawn_pinned(ACCEPTOR_NAME.into(), service_cpus, move |_| {
+            accept_loop(&s, listener, &w)
+        })?;
+        host.acceptor = Some(handle);
+        host.acceptor_tid = tid;
+        Ok(host)
+    }
+}
+
+/// A host that is serving. Dropping it shuts it down like
+/// [`RunningHost::shutdown`].
+pub struct RunningHost {
+    shared: Arc<Shared>,
+    wake: Arc<Wake>,
+    local_addr: SocketAddr,
+    acceptor: Option<JoinHandle<()>>,
+    poller: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+    worker_tids: Vec<u32>,
+    acceptor_tid: u32,
+    poller_tid: u32,
+    service_cpus: Option<Vec<usize>>,
+    stopped: bool,
+}
+
+impl std::fmt::Debug for RunningHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningHost")
+            .field("local_addr", &self.local_addr)
+            .field("worker_tids", &self.worker_tids)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningHost {
+    /// The address the host listens on (with the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Kernel thread ids of the workers, in `fn-worker-<i>` order.
+    pub fn worker_tids(&self) -> &[u32] {
+        &self.worker_tids
+    }
+
+    /// Kernel thread id of `host-acceptor`.
+    pub fn acceptor_tid(&self) -> u32 {
+        self.acceptor_tid
+    }
+
+    /// Kernel thread id of `host-poller`.
+    pub fn poller_tid(&self) -> u32 {
+        self.poller_tid
+    }
+
+    /// CPUs the acceptor and poller are pinned to (`None`: not pinned,
+    /// because no worker CPUs were given or they cover every CPU).
+    pub fn service_cpus(&self) -> Option<&[usize]> {
+        self.service_cpus.as_deref()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> HostStats {
+        HostStats {
+            connections: self.shared.connections.load(Ordering::Relaxed),
+            requests: self.shared.requests.load(Ordering::Relaxed),
+            notify_dropped: self.shared.notifier.as_ref().map_or(0, Notifier::dropped),
+        }
+    }
+
+    /// Graceful shutdown: stops accepting, serves the requests that have
+    /// arrived (their replies say `connection: close`), closes idle
+    /// connections, and joins every thread. Returns the final counters.
+    pub fn shutdown(mut self) -> HostStats {
+        self.stop();
+        self.stats()
+    }
+
+    fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.wake.signal();
+        // The acceptor drops the listener on exit: new connections are
+        // refused from here on.
+        if let Some(h) = self.acceptor.take() {
+            let _ = h.join();
+        }
+        // The poller hands over what is already readable, then exits.
+        if let Some(h) = self.poller.take() {
+            let _ = h.join();
+        }
+        self.shared.close_idle();
+        // Stops queue behind the connections still waiting for a worker.
+        for _ in &self.workers {
+            let _ = self.shared.jobs_tx.send(Job::Stop);
+        }
+        for h in self.workers.drain(..) {
+            let _ = h.join();
+        }
+        self.shared.close_idle();
+        while let Ok(job) = self.shared.jobs_rx.try_recv() {
+            drop(job);
+        }
+    }
+}
+
+impl Drop for RunningHost {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Splits the CPUs: workers on `worker_cpus`, the acceptor and poller on
+/// the rest of the CPUs this process may use (`None` when that is empty or
+/// no worker CPUs were given).
+type CpuPlan = (Option<Vec<usize>>, Option<Vec<usize>>);
+
+fn plan_cpus(worker_cpus: Option<&[usize]>) -> Result<CpuPlan, HostError> {
+    let Some(worker_cpus) = worker_cpus else {
+        return Ok((None, None));
+    };
+    if worker_cpus.is_empty() {
+        return Err(HostError::Config(
+            "worker CPU list is empty (leave it out for no pinning)".into(),
+        ));
+    }
+    let allowed = thread_affinity(0).map_err(|source| HostError::Resource {
+        what: "CPU affinity query",
+        source,
+    })?;
+    if let Some(cpu) = worker_cpus.iter().find(|c| !allowed.contains(c)) {
+        return Err(HostError::Config(format!(
+            "CPU {cpu} is not available to this process (available: {}); pick worker CPUs from those",
+            format_cpu_list(&allowed)
+        )));
+    }
+    let rest: Vec<usize> = allowed
+        .into_iter()
+        .filter(|c| !worker_cpus.contains(c))
+        .collect();
+    Ok((
+        Some(worker_cpus.to_vec()),
+        (!rest.is_empty()).then_some(rest),
+    ))
+}
+
+fn bind(config: &HostConfig) -> Result<TcpListener, HostError> {
+    use socket2::{Domain, Socket, Type};
+    let addr = config.listen;
+    let err = |source| HostError::Bind { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(config.backlog).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    Ok(socket.into())
+}
+
+/// Spawns a named thread, pins it, and waits until it runs; returns its
+/// handle and kernel tid.
+fn spawn_pinned<F>(
+    name: String,
+    cpus: Option<Vec<usize>>,
+    body: F,
+) -> Result<(JoinHandle<()>, u32), HostError>
+where
+    F: FnOnce(u32) + Send + 'static,
+{
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let thread_name = name.clone();
+    let handle = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let tid = gettid();
+            if let Some(cpus) = &cpus {
+                if let Err(e) = pin_current_thread(cpus) {
+                    let _ = ready_tx.send(Err(HostError::Affinity {
+                        thread: thread_name,
+                        cpus: format_cpu_list(cpus),
+                        source: e,
+                    }));
+                    return;
+                }
+            }
+            let _ = ready_tx.send(Ok(tid));
+            body(tid);
+        })
+        .map_err(|source| HostError::Resource {
+            what: "thread",
+            source,
+        })?;
+    match ready_rx.recv() {
+        Ok(Ok(tid)) => Ok((handle, tid)),
+        Ok(Err(e)) => {
+            let _ = handle.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = handle.join();
+            Err(HostError::Resource {
+                what: "thread",
+                source: io::Error::other(format!("{name} exited during start-up")),
+            })
+        }
+    }
+}
+
+/// The acceptor's loop: accept everything pending, park it with the
+/// poller, sleep in `poll(2)` on the listener and the stop eventfd.
+fn accept_loop(shared: &Shared, listener: TcpListener, wake: &Wake) {
+    let mut fds = [
+        libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake.raw(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let timeout = shared.config.io_timeout;
+    loop {
+        // SAFETY: `fds` is a valid array of two pollfd structs.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if rc < 0 {
+            continue; // EINTR
+        }
+        if fds[1].revents != 0 || shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        loop {
+            match listener.accept() {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let _ = stream.set_read_timeout(Some(timeout));
+                    let _ = stream.set_write_timeout(Some(timeout));
+                    shared.connections.fetch_add(1, Ordering::Relaxed);
+                    let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+                    shared.park_new(Conn {
+                        id,
+                        stream,
+                        buf: Vec::new(),
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // EMFILE/ENFILE/ENOBUFS: the connection stays in the
+                    // backlog; back off instead of spinning on it.
+                    std::thread::sleep(Duration::from_millis(10));
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The JSON exporter: the report as schema `slokit.compare/1` (documented in
+//! docs/report.md), which CI and other tools read back with
+//! [`Report::from_json`].
+
+use crate::export::Exporter;
+use crate::{Report, ReportError};
+
+/// Writes `slokit.compare/1` JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonExporter {
+    /// Indented (default) or compact.
+    pub pretty: bool,
+}
+
+impl Default for JsonExporter {
+    fn default() -> Self {
+        JsonExporter { pretty: true }
+    }
+}
+
+impl Exporter for JsonExporter {
+    fn extension(&self) -> &'static str {
+        "json"
+    }
+
+    fn export(&self, report: &Report) -> Result<Vec<u8>, ReportError> {
+        let mut out = if self.pretty {
+            serde_json::to_vec_pretty(report)?
+        } else {
+            serde_json::to_vec(report)?
+        };
+        out.push(b'\n');
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdata;
+
+    #[test]
+    fn round_trips_and_is_versioned() {
+        let report = testdata::report();
+        for pretty in [true, false] {
+            let bytes = JsonExporter { pretty }.export(&report).unwrap();
+            let text = String::from_utf8(bytes).unwrap();
+            assert!(text.contains("\"schema\""));
+            let back = Report::from_json(&text).unwrap();
+            assert_eq!(back, report);
+        }
+    }
+
+    #[test]
+    fn refuses_other_schema_versions() {
+        let mut v = serde_json::to_value(testdata::report()).unwrap();
+        v["schema"] = "slokit.compare/2".into();
+        let e = Report::from_json(&v.to_string()).unwrap_err().to_string();
+        assert!(
+            e.contains("slokit.compare/2") && e.contains("slokit.compare/1"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! Exporters: one file per format behind one trait (hyperfine's `export/`).
+//! Each turns a [`Report`] into bytes; writing them somewhere is the
+//! caller's business. All are deterministic: the same report gives the same
+//! bytes.
+
+mod html;
+mod json;
+mod markdown;
+mod terminal;
+
+use std::str::FromStr;
+
+pub use html::HtmlExporter;
+pub use json::JsonExporter;
+pub use markdown::MarkdownExporter;
+pub use terminal::TerminalExporter;
+
+use crate::{Report, ReportError};
+
+/// Renders a report in one format.
+pub trait Exporter {
+    /// The usual file extension (`txt`, `json`, `md`, `html`).
+    fn extension(&self) -> &'static str;
+    /// The report's bytes in this format.
+    fn export(&self, report: &Report) -> Result<Vec<u8>, ReportError>;
+}
+
+/// The formats slokit writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Terminal,
+    Json,
+    Markdown,
+    Html,
+}
+
+impl FromStr for Format {
+    type Err = ReportError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "terminal" | "text" | "txt" => Ok(Format::Terminal),
+            "json" => Ok(Format::Json),
+            "markdown" | "md" => Ok(Format::Markdown),
+            "html" => Ok(Format::Html),
+            _ => Err(ReportError::UnknownFormat(s.to_string())),
+        }
+    }
+}
+
+/// The default exporter of a format.
+pub fn exporter_for(format: Format) -> Box<dyn Exporter> {
+    match format {
+        Format::Terminal => Box::new(TerminalExporter::default()),
+        Format::Json => Box::new(JsonExporter::default()),
+        Format::Markdown => Box::new(MarkdownExporter),
+        Format::Html => Box::new(HtmlExporter),
+    }
+}
+
+/// Short environment facts shared by the text formats, as (name, value).
+pub(crate) fn environment_rows(report: &Report) -> Vec<(&'static str, String)> {
+    let e = &report.environment;
+    let isolation = match (&e.isolcpus, &e.nohz_full) {
+        (None, None) => "none (no isolcpus/nohz_full)".to_string(),
+        (i, n) => format!(
+            "isolcpus={} nohz_full={}",
+            i.as_deref().unwrap_or("–"),
+            n.as_deref().unwrap_or("–")
+        ),
+    };
+    let rt = match (e.rt_runtime_us, e.rt_period_us) {
+        (Some(-1), _) => "RT throttling off".to_string(),
+        (Some(r), Some(p)) => format!("RT throttling {r}/{p} µs"),
+        _ => "RT throttling unknown".to_string(),
+    };
+    vec![
+        (
+            "CPU",
+            e.cpu_model.clone().unwrap_or_else(|| "unknown".into()),
+        ),
+        ("cores", e.logical_cpus.to_string()),
+        (
+            "kernel",
+            e.kernel.clone().unwrap_or_else(|| "unknown".into()),
+        ),
+        (
+            "governor",
+            format!(
+                "{}{}",
+                e.governor.as_deref().unwrap_or("n/a"),
+                match e.turbo {
+                    Some(true) => ", turbo on",
+                    Some(false) => ", turbo off",
+                    None => "",
+                }
+            ),
+        ),
+        ("isolation", format!("{isolation}; {rt}")),
+        (
+            "monitor",
+            if report.monitors.is_empty() {
+                "none".into()
+            } else {
+                report.monitors.join(", ")
+            },
+        ),
+        ("slokit", e.slokit_version.clone()),
+        ("seed", report.seed.to_string()),
+    ]
+}
+
+/// The report's creation time as UTC `YYYY-MM-DD HH:MM:SS` (no clock read:
+/// it formats `created_unix_ms`).
+pub(crate) fn created_utc(report: &Report) -> String {
+    let secs = report.created_unix_ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_parse_and_dates_format() {
+        assert_eq!("MD".parse::<Format>().unwrap(), Format::Markdown);
+        assert!("pdf".parse::<Format>().is_err());
+        let mut r = crate::testdata::report();
+        r.created_unix_ms = 1_795_000_000_000;
+        assert_eq!(created_utc(&r), "2026-11-18 11:06:40 UTC");
+    }
+}

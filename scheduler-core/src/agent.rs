@@ -1,0 +1,785 @@
+//! The scheduling agent: monitor → register → policy → actuator, in one
+//! epoll loop on the agent CPUs (SFS's user-space scheduler, the seed's
+//! Monitor/Register/Runtime/Controller). Policies:
+//!
+//! - `cfs`: worker threads stay in SCHED_OTHER; requests are only observed.
+//! - `fifo`: every worker thread (`fn-worker-*`) of the targets is
+//!   SCHED_FIFO at one priority for the agent's lifetime.
+//! - `two-level`: the [`Runtime`] state machine decides per request; the
+//!   credit deadline of FIFO holders is an absolute timerfd.
+//!
+//! Every policy runs the same monitor, so all are measured the same way.
+//! Every touched thread is restored on every exit path (see [`Actuator`],
+//! [`Guardian`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use slokit_functions::record::TimelinePoint;
+
+use crate::actuator::{Actuator, Applied};
+use crate::clock::{monotonic_ns, MonotonicClock};
+use crate::error::SchedError;
+use crate::guardian::Guardian;
+use crate::metrics::{AgentMetrics, LatencyStats, METRICS_SCHEMA};
+use crate::monitor::ebpf::{with_ebpf_monitor, EbpfOptions};
+use crate::monitor::notify::NotifyMonitor;
+use crate::monitor::{Monitor, MonitorChoice};
+use crate::params::TwoLevelParams;
+use crate::poll::{Epoll, TimerFd};
+use crate::register::{Change, Register, SocketEvent};
+use crate::runtime::{Action, Runtime};
+use crate::sys::{self, SchedAttr};
+use crate::targets;
+
+/// Scheduling policy of the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Policy {
+    #[serde(rename = "cfs")]
+    Cfs,
+    #[serde(rename = "fifo")]
+    Fifo,
+    #[serde(rename = "two-level")]
+    TwoLevel,
+}
+
+impl Policy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Cfs => "cfs",
+            Policy::Fifo => "fifo",
+            Policy::TwoLevel => "two-level",
+        }
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cfs" => Ok(Policy::Cfs),
+            "fifo" => Ok(Policy::Fifo),
+            "two-level" => Ok(Policy::TwoLevel),
+            other => Err(format!(
+                "unknown policy `{other}` (expected cfs, fifo or two-level)"
+            )),
+        }
+    }
+}
+
+/// Called once when monitoring has started (the CLI prints `agent ready`).
+pub struct ReadyHook(pub Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for ReadyHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadyHook")
+    }
+}
+
+/// Everything the agent needs, validated by [`run_agent`].
+#[derive(Debug)]
+pub struct AgentConfig {
+    pub policy: Policy,
+    pub monitor: MonitorChoice,
+    /// Unix datagram socket to bind for the notify monitor.
+    pub notify_path: Option<PathBuf>,
+    /// Target processes.
+    pub pids: Vec<u32>,
+    /// Cgroups whose processes are targets (rescanned every second).
+    pub cgroups: Vec<PathBuf>,
+    /// Relative deadline per target pid, ms (two-level's Imminent rule).
+    pub deadlines_ms: BTreeMap<u32, f64>,
+    /// The two-level constants (c = `params.cpus`).
+    pub params: TwoLevelParams,
+    /// CPUs of the functions (default: all but CPU 0 when there are two or more).
+    pub function_cpus: Option<Vec<usize>>,
+    /// CPUs of the agent (default: all CPUs not in `function_cpus`).
+    pub agent_cpus: Option<Vec<usize>>,
+    /// SCHED_FIFO priority of the agent's event thread while it runs (0:
+    /// stays SCHED_OTHER). Restored when the agent ends.
+    pub agent_priority: u8,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Timeline sampling period.
+    pub timeline_interval: Duration,
+    /// Period of the one-line summary on stderr (None: silent).
+    pub summary_interval: Option<Duration>,
+    /// Comm prefix of worker threads (`fifo` baseline).
+    pub worker_prefix: String,
+    /// Where to write the metrics JSON at exit.
+    pub metrics_out: Option<PathBuf>,
+    /// Called when monitoring has started.
+    pub on_ready: Option<ReadyHook>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            policy: Policy::TwoLevel,
+            monitor: MonitorChoice::Auto,
+            notify_path: None,
+            pids: Vec::new(),
+            cgroups: Vec::new(),
+            deadlines_ms: BTreeMap::new(),
+            params: TwoLevelParams::default(),
+            function_cpus: None,
+            agent_cpus: None,
+            agent_priority: 0,
+            duration: None,
+            timeline_interval: Duration::from_millis(100),
+            summary_interval: None,
+            worker_prefix: targets::WORKER_PREFIX.to_string(),
+            metrics_out: None,
+            on_ready: None,
+        }
+    }
+}
+
+/// Default function CPUs: all but CPU 0 when there are two or more.
+pub fn default_function_cpus() -> Vec<usize> {
+    let online = targets::online_cpus();
+    if online.len() >= 2 {
+        online.into_iter().filter(|c| *c != 0).collect()
+    } else {
+        online
+    }
+}
+
+/// Runs the agent until `stop` is set, `cfg.duration` passes, or every
+/// target exits; restores every thread it touched and returns (and writes,
+/// with `metrics_out`) its metrics.
+pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMetrics, SchedError> {
+    cfg.params
+        .validate()
+        .map_err(|e| SchedError::Config(format!("invalid policy parameter: {e}")))?;
+    let self_pid = std::process::id();
+    let mut pids: Vec<u32> = Vec::new();
+    for &pid in &cfg.pids {
+        targets::validate_pid(pid, self_pid)?;
+        pids.push(pid);
+    }
+    let mut notes = Vec::new();
+    for cg in &cfg.cgroups {
+        for pid in targets::cgroup_procs(cg)? {
+            match targets::validate_pid(pid, self_pid) {
+                Ok(()) => pids.push(pid),
+                Err(e) => notes.push(format!("cgroup {}: skipped: {e}", cg.display())),
+            }
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    if pids.is_empty() {
+        return Err(SchedError::Config(
+            "no target processes: name them with --pid PID or --cgroup PATH".into(),
+        ));
+    }
+    for (pid, ms) in &cfg.deadlines_ms {
+        if !pids.contains(pid) {
+            return Err(SchedError::Config(format!(
+                "--deadline {pid}={ms}: pid {pid} is not a target (add --pid {pid})"
+            )));
+        }
+        if !(ms.is_finite() && *ms > 0.0) {
+            return Err(SchedError::Config(format!(
+                "--deadline {pid}={ms}: the deadline must be a positive number of ms"
+            )));
+        }
+    }
+    let online = targets::online_cpus();
+    let function_cpus = cfg
+        .function_cpus
+        .clone()
+        .unwrap_or_else(default_function_cpus);
+    let agent_cpus = cfg.agent_cpus.clone().unwrap_or_else(|| {
+        let rest: Vec<usize> = online
+            .iter()
+            .copied()
+            .filter(|c| !function_cpus.contains(c))
+            .collect();
+        if rest.is_empty() {
+            online.clone()
+        } else {
+            rest
+        }
+    });
+    if cfg.monitor == MonitorChoice::Notify && cfg.notify_path.is_none() {
+        return Err(SchedError::Config(
+            "--monitor notify needs --notify PATH (and the host started with `slokit serve --notify PATH`)"
+                .into(),
+        ));
+    }
+    if cfg.agent_priority > 99 {
+        return Err(SchedError::Config(format!(
+            "--agent-priority must be 0..=99, got {}",
+            cfg.agent_priority
+        )));
+    }
+
+    eprintln!(
+        "slokit sched: policy {} on pids {:?}; function CPUs {:?}, agent CPUs {:?}; params: {}",
+        cfg.policy,
+        pids,
+        function_cpus,
+        agent_cpus,
+        cfg.params.describe()
+    );
+
+    // The agent thread runs on the agent CPUs (the guardian inherits that).
+    let _affinity = ThreadPlacement::apply(&agent_cpus, cfg.agent_priority)?;
+    let guardian = if cfg.policy == Policy::Cfs {
+        None
+    } else {
+        Some(Guardian::spawn()?)
+    };
+    let mut actuator = Actuator::new(guardian);
+
+    let started = Instant::now();
+    let started_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut state = LoopState::new(
+        &cfg,
+        &pids,
+        function_cpus,
+        agent_cpus,
+        notes,
+        started,
+        started_unix_ms,
+    );
+
+    let mut on_ready = cfg.on_ready.take();
+    let choice = cfg.monitor;
+    let notify_path = cfg.notify_path.clone();
+    let mut monitor_note = None;
+    let outcome = {
+        let mut run = |m: &mut dyn Monitor| -> Result<(), SchedError> {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                state.run(&cfg, &stop, m, &mut actuator, &mut on_ready)
+            }));
+            state.event_drops = m.drops();
+            state.monitor = m.name().to_string();
+            match r {
+                Ok(r) => r,
+                Err(panic) => {
+                    actuator.shutdown();
+                    let msg = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    state.exit_reason = format!("panic: {msg}");
+                    let metrics = state.metrics(&cfg, &actuator);
+                    if let Some(p) = &cfg.metrics_out {
+                        let _ = metrics.write(p);
+                    }
+                    std::panic::resume_unwind(panic)
+                }
+            }
+        };
+        match (choice, notify_path) {
+            (MonitorChoice::Notify, Some(path)) => {
+                NotifyMonitor::bind(&path).and_then(|mut m| run(&mut m))
+            }
+            (MonitorChoice::Ebpf, _) => with_ebpf_monitor(EbpfOptions::default(), &mut run)?,
+            (MonitorChoice::Auto, notify) => {
+                match with_ebpf_monitor(EbpfOptions::default(), &mut run) {
+                    Ok(r) => r,
+                    Err(SchedError::Bpf(reason)) => match notify {
+                        Some(path) => {
+                            eprintln!(
+                                "slokit sched: eBPF monitor unavailable ({reason}); using the notify monitor at {}",
+                                path.display()
+                            );
+                            monitor_note = Some(format!("eBPF unavailable: {reason}"));
+                            NotifyMonitor::bind(&path).and_then(|mut m| run(&mut m))
+                        }
+                        None => {
+                            return Err(SchedError::Bpf(format!(
+                                "{reason}. Without eBPF, start the host with `slokit serve --notify PATH` \
+                                 and the agent with `--monitor notify --notify PATH`"
+                            )))
+                        }
+                    },
+                    Err(e) => return Err(e),
+                }
+            }
+            (MonitorChoice::Notify, None) => unreachable!("checked above"),
+        }
+    };
+    actuator.shutdown();
+    state.monitor_note = monitor_note;
+    if let Err(e) = &outcome {
+        state.exit_reason = format!("error: {e}");
+    }
+    let metrics = state.metrics(&cfg, &actuator);
+    if let Some(p) = &cfg.metrics_out {
+        metrics.write(p)?;
+    }
+    outcome.map(|()| metrics)
+}
+
+/// Pins the calling thread to the agent CPUs and optionally makes it
+/// SCHED_FIFO; restores both on drop.
+struct ThreadPlacement {
+    tid: u32,
+    mask: libc::cpu_set_t,
+    attr: Option<SchedAttr>,
+}
+
+impl ThreadPlacement {
+    fn apply(cpus: &[usize], priority: u8) -> Result<Self, SchedError> {
+        let tid = sys::gettid();
+        // SAFETY: cpu_set_t is plain data; the calls get its real size.
+        let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        unsafe {
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut mask);
+        }
+        let mut want: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        for &c in cpus {
+            // SAFETY: CPU_SET on our own set.
+            unsafe { libc::CPU_SET(c, &mut want) };
+        }
+        // SAFETY: setting our own thread's affinity to a valid set.
+        if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &want) } != 0
+        {
+            return Err(SchedError::sys(
+                format!("cannot pin the agent to CPUs {cpus:?} (check --agent-cpus)"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        let mut placement = ThreadPlacement {
+            tid,
+            mask,
+            attr: None,
+        };
+        if priority > 0 {
+            let original =
+                sys::get_attr(tid).map_err(|e| SchedError::sys("sched_getattr(agent)", e))?;
+            sys::set_attr(tid, &SchedAttr::fifo(priority)).map_err(|e| SchedError::Permission {
+                tid,
+                policy: "SCHED_FIFO (the agent's own thread, --agent-priority)",
+                source: e,
+            })?;
+            placement.attr = Some(original);
+        }
+        Ok(placement)
+    }
+}
+
+impl Drop for ThreadPlacement {
+    fn drop(&mut self) {
+        if let Some(a) = self.attr.take() {
+            let _ = sys::set_attr(self.tid, &a);
+        }
+        // SAFETY: restoring our own thread's saved affinity.
+        unsafe {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.mask);
+        }
+    }
+}
+
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("static bounds")
+}
+
+const MONITOR: u64 = 1;
+const CREDIT: u64 = 2;
+const TICK: u64 = 3;
+
+/// The loop's state; becomes the metrics.
+struct LoopState {
+    policy: Policy,
+    monitor: String,
+    monitor_note: Option<String>,
+    pids: Vec<u32>,
+    live: HashSet<u32>,
+    function_cpus: Vec<usize>,
+    agent_cpus: Vec<usize>,
+    started: Instant,
+    started_unix_ms: u64,
+    exit_reason: String,
+    register: Register,
+    runtime: Runtime<MonotonicClock>,
+    requests_seen: u64,
+    requests_completed: u64,
+    requests_abandoned: u64,
+    events: u64,
+    event_drops: u64,
+    fifo_threads: u64,
+    arrival_to_fifo: Histogram<u64>,
+    exhausted_to_demoted: Histogram<u64>,
+    timeline: Vec<TimelinePoint>,
+    notes: Vec<String>,
+}
+
+impl LoopState {
+    fn new(
+        cfg: &AgentConfig,
+        pids: &[u32],
+        function_cpus: Vec<usize>,
+        agent_cpus: Vec<usize>,
+        notes: Vec<String>,
+        started: Instant,
+        started_unix_ms: u64,
+    ) -> Self {
+        let deadlines: HashMap<u32, u64> = cfg
+            .deadlines_ms
+            .iter()
+            .map(|(pid, ms)| (*pid, (ms * 1e6) as u64))
+            .collect();
+        LoopState {
+            policy: cfg.policy,
+            monitor: String::new(),
+            monitor_note: None,
+            pids: pids.to_vec(),
+            live: pids.iter().copied().collect(),
+            function_cpus,
+            agent_cpus,
+            started,
+            started_unix_ms,
+            exit_reason: "signal".into(),
+            register: Register::new(),
+            runtime: Runtime::new(cfg.params, MonotonicClock, deadlines),
+            requests_seen: 0,
+            requests_completed: 0,
+            requests_abandoned: 0,
+            events: 0,
+            event_drops: 0,
+            fifo_threads: 0,
+            arrival_to_fifo: latency_histogram(),
+            exhausted_to_demoted: latency_histogram(),
+            timeline: Vec::new(),
+            notes,
+        }
+    }
+
+    fn run(
+        &mut self,
+        cfg: &AgentConfig,
+        stop: &AtomicBool,
+        m: &mut dyn Monitor,
+        act: &mut Actuator,
+        on_ready: &mut Option<ReadyHook>,
+    ) -> Result<(), SchedError> {
+        for &pid in &self.pids {
+            m.add_target(pid)?;
+        }
+        let epoll = Epoll::new()?;
+        let credit = TimerFd::new()?;
+        let tick = TimerFd::new()?;
+        epoll.add(m.fd(), MONITOR)?;
+        epoll.add(credit.fd(), CREDIT)?;
+        epoll.add(tick.fd(), TICK)?;
+        tick.set_periodic(cfg.timeline_interval.as_nanos().max(1_000_000) as u64)?;
+        if self.policy == Policy::Fifo {
+            self.fifo_all_workers(cfg, act)?;
+        }
+        if let Some(hook) = on_ready.take() {
+            (hook.0)();
+        }
+        let mut tokens = Vec::new();
+        let mut events: Vec<SocketEvent> = Vec::new();
+        let mut changes: Vec<Change> = Vec::new();
+        let mut actions: Vec<Action> = Vec::new();
+        let mut last_scan = Instant::now();
+        let mut last_summary = Instant::now();
+        loop {
+            epoll.wait(&mut tokens, -1)?;
+            for &t in &tokens {
+                match t {
+                    MONITOR => {
+                        m.drain(&mut events)?;
+                        self.events += events.len() as u64;
+                        for e in events.drain(..) {
+                            self.register.on_event(&e, &mut changes);
+                        }
+                        for c in changes.drain(..) {
+                            self.on_change(c, m, &mut actions);
+                        }
+                    }
+                    CREDIT => {
+                        credit.drain();
+                        if self.policy == Policy::TwoLevel {
+                            self.runtime.on_timer(m, &mut actions);
+                        }
+                    }
+                    TICK => {
+                        tick.drain();
+                        self.sample();
+                        if last_scan.elapsed() >= Duration::from_secs(1) {
+                            last_scan = Instant::now();
+                            self.rescan(cfg, m, act, &mut actions)?;
+                        }
+                        if let Some(every) = cfg.summary_interval {
+                            if last_summary.elapsed() >= every {
+                                last_summary = Instant::now();
+                                self.event_drops = m.drops();
+                                eprintln!("{}", self.progress_line(act));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            self.apply(&mut actions, m, act, cfg.params.fifo_priority)?;
+            if self.policy == Policy::TwoLevel {
+                match self.runtime.next_wakeup(m) {
+                    Some(at) => credit.set_at(at)?,
+                    None => credit.disarm()?,
+                }
+            }
+            if stop.load(Ordering::Relaxed) {
+                self.exit_reason = "signal".into();
+                break;
+            }
+            if cfg.duration.is_some_and(|d| self.started.elapsed() >= d) {
+                self.exit_reason = "duration".into();
+                break;
+            }
+            if self.live.is_empty() {
+                self.exit_reason = "targets exited".into();
+                break;
+            }
+        }
+        self.sample();
+        Ok(())
+    }
+
+    fn on_change(&mut self, c: Change, m: &dyn Monitor, actions: &mut Vec<Action>) {
+        let two_level = self.policy == Policy::TwoLevel;
+        match c {
+            Change::Started(r) => {
+                self.requests_seen += 1;
+                if two_level {
+                    self.runtime.on_arrival(&r, m, actions);
+                }
+            }
+            Change::Ended { request, .. } => {
+                self.requests_completed += 1;
+                if two_level {
+                    self.runtime.on_completion(request.id, m, actions);
+                }
+            }
+            Change::Abandoned(r) => {
+                self.requests_abandoned += 1;
+                if two_level {
+                    self.runtime.on_completion(r.id, m, actions);
+                }
+            }
+        }
+    }
+
+    /// Applies the runtime's actions; a vanished thread ends its request
+    /// (which may free a slot and yield more actions).
+    fn apply(
+        &mut self,
+        actions: &mut Vec<Action>,
+        m: &dyn Monitor,
+        act: &mut Actuator,
+        priority: u8,
+    ) -> Result<(), SchedError> {
+        while !actions.is_empty() {
+            let batch: Vec<Action> = std::mem::take(actions);
+            for a in batch {
+                match a {
+                    Action::SetFifo {
+                        request,
+                        tid,
+                        tgid,
+                        arrival_ns,
+                        on_arrival,
+                    } => match act.set_fifo(tgid, tid, priority)? {
+                        Applied::Done => {
+                            if on_arrival {
+                                let lat = monotonic_ns().saturating_sub(arrival_ns);
+                                self.arrival_to_fifo.saturating_record(lat.max(1));
+                            }
+                        }
+                        Applied::Vanished => self.runtime.on_completion(request, m, actions),
+                    },
+                    Action::SetOther {
+                        tid, exhausted_ns, ..
+                    } => {
+                        if act.set_normal(tid)? == Applied::Done {
+                            if let Some(t) = exhausted_ns {
+                                let lat = monotonic_ns().saturating_sub(t);
+                                self.exhausted_to_demoted.saturating_record(lat.max(1));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The `fifo` baseline: every worker thread of every live target.
+    fn fifo_all_workers(
+        &mut self,
+        cfg: &AgentConfig,
+        act: &mut Actuator,
+    ) -> Result<(), SchedError> {
+        let before = act.fifo_threads();
+        for &pid in &self.live {
+            for tid in targets::threads_named(pid, &cfg.worker_prefix) {
+                act.set_fifo(pid, tid, cfg.params.fifo_priority)?;
+            }
+        }
+        self.fifo_threads += act.fifo_threads().saturating_sub(before) as u64;
+        Ok(())
+    }
+
+    /// Once a second: targets that exited, new cgroup members, new workers.
+    fn rescan(
+        &mut self,
+        cfg: &AgentConfig,
+        m: &mut dyn Monitor,
+        act: &mut Actuator,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), SchedError> {
+        let gone: Vec<u32> = self
+            .live
+            .iter()
+            .copied()
+            .filter(|p| !targets::alive(*p))
+            .collect();
+        for pid in gone {
+            self.live.remove(&pid);
+            self.notes.push(format!(
+                "target {pid} exited after {:.1}s",
+                self.started.elapsed().as_secs_f64()
+            ));
+            for r in self.register.forget_process(pid) {
+                self.requests_abandoned += 1;
+                if self.policy == Policy::TwoLevel {
+                    self.runtime.on_completion(r.id, m, actions);
+                }
+            }
+        }
+        let self_pid = std::process::id();
+        for cg in &cfg.cgroups {
+            let Ok(procs) = targets::cgroup_procs(cg) else {
+                continue;
+            };
+            for pid in procs {
+                if !self.pids.contains(&pid) && targets::validate_pid(pid, self_pid).is_ok() {
+                    m.add_target(pid)?;
+                    self.pids.push(pid);
+                    self.live.insert(pid);
+                }
+            }
+        }
+        if self.policy == Policy::Fifo {
+            self.fifo_all_workers(cfg, act)?;
+        }
+        Ok(())
+    }
+
+    fn sample(&mut self) {
+        let (slice_ms, queue, holders, demoted) = match self.policy {
+            Policy::TwoLevel => (
+                self.runtime.slice_ns() as f64 / 1e6,
+                self.runtime.queue_len(),
+                self.runtime.fifo_holders(),
+                self.runtime.demoted(),
+            ),
+            Policy::Fifo => (0.0, 0, self.register.active(), 0),
+            Policy::Cfs => (0.0, 0, 0, 0),
+        };
+        self.timeline.push(TimelinePoint {
+            t_s: self.started.elapsed().as_secs_f64(),
+            slice_ms,
+            queue_len: queue as u32,
+            fifo_holders: holders as u32,
+            demoted: demoted as u32,
+        });
+    }
+
+    fn progress_line(&self, act: &Actuator) -> String {
+        let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+        format!(
+            "slokit sched: t={:.0}s {} requests={} active={} fifo={} queue={} demoted={} S={:.2}ms \
+             drops={} vanished={} arrival→fifo p99={:.0}µs exhausted→demoted p99={:.0}µs",
+            self.started.elapsed().as_secs_f64(),
+            self.policy,
+            self.requests_seen,
+            self.register.active(),
+            act.fifo_threads(),
+            self.runtime.queue_len(),
+            self.runtime.demoted(),
+            self.runtime.slice_ns() as f64 / 1e6,
+            self.event_drops,
+            act.stats().vanished_threads,
+            q(&self.arrival_to_fifo, 0.99),
+            q(&self.exhausted_to_demoted, 0.99),
+        )
+    }
+
+    fn metrics(&self, cfg: &AgentConfig, act: &Actuator) -> AgentMetrics {
+        let t = if self.policy == Policy::TwoLevel {
+            self.runtime.counts()
+        } else {
+            Default::default()
+        };
+        let mut notes = self.notes.clone();
+        if self.policy == Policy::TwoLevel && self.monitor == "notify" {
+            notes.push(
+                "notify monitor: credit read from /proc schedstat (precise to one scheduler tick)"
+                    .into(),
+            );
+        }
+        AgentMetrics {
+            schema: METRICS_SCHEMA.into(),
+            slokit_version: env!("CARGO_PKG_VERSION").into(),
+            policy: self.policy.name().into(),
+            monitor: self.monitor.clone(),
+            monitor_note: self.monitor_note.clone(),
+            params: cfg.params,
+            targets: self.pids.clone(),
+            deadlines_ms: cfg.deadlines_ms.clone(),
+            function_cpus: self.function_cpus.clone(),
+            agent_cpus: self.agent_cpus.clone(),
+            agent_priority: cfg.agent_priority,
+            started_unix_ms: self.started_unix_ms,
+            duration_s: self.started.elapsed().as_secs_f64(),
+            exit_reason: self.exit_reason.clone(),
+            requests_seen: self.requests_seen,
+            requests_completed: self.requests_completed,
+            requests_abandoned: self.requests_abandoned,
+            requests_active_at_exit: self.register.active() as u64,
+            events: self.events,
+            event_drops: self.event_drops,
+            transitions: t,
+            demotions: t.demotions(),
+            promotions: t.promotions,
+            overload_demotions: t.overload_demotions,
+            fifo_threads: self.fifo_threads,
+            setattr_calls: act.stats().setattr_calls,
+            vanished_threads: act.stats().vanished_threads,
+            arrival_to_fifo_us: LatencyStats::of(&self.arrival_to_fifo),
+            exhausted_to_demoted_us: LatencyStats::of(&self.exhausted_to_demoted),
+            timeline: self.timeline.clone(),
+            notes,
+        }
+    }
+}
+
+/// Prints `agent ready` on stdout, flushed (the compare command waits for it).
+pub fn print_ready() {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "agent ready");
+    let _ = out.flush();
+}

@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * slokit's black-box request monitor (the seed's Monitor, after its kprobes
+ * on tcp_recvmsg/tcp_sendmsg; here BTF tracepoints, which need no kprobes,
+ * no fentry and no tracefs):
+ *
+ *  - tp_btf/sock_recv_length and tp_btf/sock_send_length (sk, ret, flags):
+ *    one event per receive/send of a target process into a ring buffer;
+ *  - tp_btf/sched_switch: per-thread on-CPU time of target processes in a
+ *    hash map user space reads (the two-level policy's credit is on-CPU
+ *    time, so a sleeping request keeps its credit).
+ *
+ * Only processes whose tgid is in `targets` (filled by user space) are seen.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "intf.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define EAGAIN 11
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+/* Knobs, set by user space before load. */
+const volatile bool inet_only = true;  /* only AF_INET/AF_INET6 sockets */
+const volatile bool track_cpu = true;  /* maintain cpu_acct */
+
+/* Present so the skeleton's `types` module carries the shared structs. */
+struct slokit_event slokit_event_layout;
+struct slokit_cpu_acct slokit_cpu_acct_layout;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SLOKIT_MAX_TARGETS);
+	__type(key, __u32);  /* tgid */
+	__type(value, __u8);
+} targets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLOKIT_MAX_THREADS);
+	__type(key, __u32);  /* tid */
+	__type(value, struct slokit_cpu_acct);
+} cpu_acct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SLOKIT_NR_COUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 slot)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &slot);
+	if (c)
+		*c += 1;
+}
+
+static __always_inline int emit(struct sock *sk, int ret, __u32 kind)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+
+	if (!bpf_map_lookup_elem(&targets, &tgid))
+		return 0;
+	if (inet_only) {
+		__u16 family = sk->__sk_common.skc_family;
+		if (family != AF_INET && family != AF_INET6)
+			return 0;
+	}
+	struct slokit_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(SLOKIT_CNT_RINGBUF_DROPS);
+		return 0;
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->sock = (__u64)sk;
+	e->tgid = tgid;
+	e->tid = (__u32)id;
+	e->bytes = ret;
+	e->kind = kind;
+	bpf_ringbuf_submit(e, 0);
+	count(SLOKIT_CNT_EVENTS);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(slokit_recv, struct sock *sk, int ret, int flags)
+{
+	/* Only data received starts a request: not EOF (0), not errors. */
+	if (ret <= 0)
+		return 0;
+	return emit(sk, ret, SLOKIT_EV_RECV);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(slokit_send, struct sock *sk, int ret, int flags)
+{
+	/* A would-block send wrote nothing and ends nothing. */
+	if (ret == -EAGAIN)
+		return 0;
+	return emit(sk, ret, SLOKIT_EV_SEND);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(slokit_switch, bool preempt, struct task_struct *prev,
+	     struct task_struct *next, unsigned int prev_state)
+{
+	if (!track_cpu)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 prev_tgid = prev->tgid, next_tgid = next->tgid;
+	__u32 prev_tid = prev->pid, next_tid = next->pid;
+
+	if (bpf_map_lookup_elem(&targets, &prev_tgid)) {
+		struct slokit_cpu_acct *a = bpf_map_lookup_elem(&cpu_acct, &prev_tid);
+		if (a) {
+			if (a->on_cpu) {
+				a->total_ns += now - a->last_in_ns;
+				a->on_cpu = 0;
+			}
+		} else {
+			/* Running since before the monitor attached: start at 0. */
+			struct slokit_cpu_acct fresh = { .tgid = prev_tgid };
+			if (bpf_map_update_elem(&cpu_acct, &prev_tid, &fresh, BPF_NOEXIST))
+				count(SLOKIT_CNT_ACCT_FULL);
+		}
+	}
+	if (bpf_map_lookup_elem(&targets, &next_tgid)) {
+		struct slokit_cpu_acct *a = bpf_map_lookup_elem(&cpu_acct, &next_tid);
+		if (a) {
+			a->last_in_ns = now;
+			a->on_cpu = 1;
+		} else {
+			struct slokit_cpu_acct fresh = {
+				.last_in_ns = now, .on_cpu = 1, .tgid = next_tgid,
+			};
+			if (bpf_map_update_elem(&cpu_acct, &next_tid, &fresh, BPF_NOEXIST))
+				count(SLOKIT_CNT_ACCT_FULL);
+		}
+	}
+	return 0;
+}

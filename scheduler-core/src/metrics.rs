@@ -1,0 +1,160 @@
+//! The agent's metrics: what it saw and did, written as JSON at exit
+//! (`--metrics-out`, schema [`METRICS_SCHEMA`]) and read back by
+//! `slokit compare`. Decision latencies are HdrHistograms (ns), summarised
+//! in µs and embedded whole (V2 + deflate, base64) for reports.
+//!
+//! Schema `slokit.sched-metrics/1` (every field always present):
+//!
+//! | field | meaning |
+//! | --- | --- |
+//! | `schema` | `"slokit.sched-metrics/1"` |
+//! | `slokit_version` | version of the agent |
+//! | `policy` | `cfs`, `fifo` or `two-level` |
+//! | `monitor` | `ebpf` or `notify`: the monitor that ran |
+//! | `monitor_note` | why `auto` fell back to notify, else null |
+//! | `params` | the two-level constants (`TwoLevelParams`) |
+//! | `targets` | target pids watched |
+//! | `deadlines_ms` | pid → deadline, ms |
+//! | `function_cpus`, `agent_cpus` | CPU placement |
+//! | `agent_priority` | SCHED_FIFO priority of the agent's event thread (0: none) |
+//! | `started_unix_ms`, `duration_s` | when and how long |
+//! | `exit_reason` | `signal`, `duration`, `targets exited`, `error: …`, `panic: …` |
+//! | `requests_seen` | requests the register started |
+//! | `requests_completed` | requests that ended with a send |
+//! | `requests_abandoned` | requests whose thread moved on without a reply |
+//! | `requests_active_at_exit` | still open at exit |
+//! | `events` | socket events received from the monitor |
+//! | `event_drops` | events lost (ring buffer full) |
+//! | `transitions` | counts per state transition (`TransitionCounts`) |
+//! | `demotions`, `promotions`, `overload_demotions` | totals |
+//! | `fifo_threads` | threads the `fifo` baseline put in SCHED_FIFO |
+//! | `setattr_calls` | `sched_setattr` calls made |
+//! | `vanished_threads` | threads gone (ESRCH) when acted on |
+//! | `arrival_to_fifo_us` | arrival event → SCHED_FIFO set, µs (`Percentiles` + `histogram_ns`) |
+//! | `exhausted_to_demoted_us` | credit exhausted → SCHED_OTHER set, µs |
+//! | `timeline` | `TimelinePoint`s: S and queue length over time |
+//! | `notes` | remarks worth reading next to the figures |
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use slokit_functions::record::{encode_histogram, Percentiles, TimelinePoint};
+
+use crate::error::SchedError;
+use crate::params::TwoLevelParams;
+use crate::runtime::TransitionCounts;
+
+/// Schema id of the metrics JSON.
+pub const METRICS_SCHEMA: &str = "slokit.sched-metrics/1";
+
+/// A decision latency: summary in µs and the whole histogram in ns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyStats {
+    /// count, min, mean, p50, p90, p99, p999, max, stddev — µs.
+    pub summary: Percentiles,
+    /// HdrHistogram (ns), V2 + deflate, base64.
+    pub histogram_ns: String,
+}
+
+impl LatencyStats {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        LatencyStats {
+            summary: Percentiles::of(h, 1000.0),
+            histogram_ns: encode_histogram(h),
+        }
+    }
+}
+
+/// Everything the agent reports; the JSON contract with `slokit compare`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentMetrics {
+    pub schema: String,
+    pub slokit_version: String,
+    pub policy: String,
+    pub monitor: String,
+    pub monitor_note: Option<String>,
+    pub params: TwoLevelParams,
+    pub targets: Vec<u32>,
+    pub deadlines_ms: BTreeMap<u32, f64>,
+    pub function_cpus: Vec<usize>,
+    pub agent_cpus: Vec<usize>,
+    pub agent_priority: u8,
+    pub started_unix_ms: u64,
+    pub duration_s: f64,
+    pub exit_reason: String,
+    pub requests_seen: u64,
+    pub requests_completed: u64,
+    pub requests_abandoned: u64,
+    pub requests_active_at_exit: u64,
+    pub events: u64,
+    pub event_drops: u64,
+    pub transitions: TransitionCounts,
+    pub demotions: u64,
+    pub promotions: u64,
+    pub overload_demotions: u64,
+    pub fifo_threads: u64,
+    pub setattr_calls: u64,
+    pub vanished_threads: u64,
+    pub arrival_to_fifo_us: LatencyStats,
+    pub exhausted_to_demoted_us: LatencyStats,
+    pub timeline: Vec<TimelinePoint>,
+    pub notes: Vec<String>,
+}
+
+impl AgentMetrics {
+    /// Reads metrics JSON, refusing other schema versions.
+    pub fn from_json(text: &str) -> Result<Self, SchedError> {
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| SchedError::Config(format!("agent metrics are not JSON: {e}")))?;
+        match v.get("schema").and_then(|s| s.as_str()) {
+            Some(METRICS_SCHEMA) => {}
+            other => {
+                return Err(SchedError::Config(format!(
+                    "agent metrics schema is {other:?}, this slokit reads `{METRICS_SCHEMA}`"
+                )))
+            }
+        }
+        serde_json::from_value(v)
+            .map_err(|e| SchedError::Config(format!("invalid agent metrics: {e}")))
+    }
+
+    /// Writes the JSON to `path` (via a temporary file and rename).
+    pub fn write(&self, path: &Path) -> Result<(), SchedError> {
+        let text = serde_json::to_string_pretty(self).expect("metrics serialise");
+        let tmp = path.with_extension("json.tmp");
+        let io = |source| SchedError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// The one-line summary printed at exit.
+    pub fn summary_line(&self) -> String {
+        format!(
+            "slokit sched: {} via {} for {:.1}s ({}): requests={} completed={} demotions={} \
+             promotions={} overload={} drops={} vanished={} arrival→fifo p50/p99/max={:.0}/{:.0}/{:.0}µs \
+             exhausted→demoted p50/p99/max={:.0}/{:.0}/{:.0}µs",
+            self.policy,
+            self.monitor,
+            self.duration_s,
+            self.exit_reason,
+            self.requests_seen,
+            self.requests_completed,
+            self.demotions,
+            self.promotions,
+            self.overload_demotions,
+            self.event_drops,
+            self.vanished_threads,
+            self.arrival_to_fifo_us.summary.p50,
+            self.arrival_to_fifo_us.summary.p99,
+            self.arrival_to_fifo_us.summary.max,
+            self.exhausted_to_demoted_us.summary.p50,
+            self.exhausted_to_demoted_us.summary.p99,
+            self.exhausted_to_demoted_us.summary.max,
+        )
+    }
+}

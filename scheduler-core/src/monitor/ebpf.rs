@@ -1,0 +1,445 @@
+//! The eBPF monitor: `src/bpf/monitor.bpf.c` through its libbpf-cargo
+//! skeleton. `tp_btf/sock_recv_length` and `tp_btf/sock_send_length` give
+//! one ring-buffer event per receive/send of a target process (filtered in
+//! the kernel by a tgid hash map); `tp_btf/sched_switch` keeps per-thread
+//! on-CPU time in a hash map read here. BTF tracepoints need no kprobes, no
+//! fentry and no tracefs (the seed used kprobes on tcp_recvmsg/tcp_sendmsg).
+
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+use std::os::fd::RawFd;
+use std::path::Path;
+use std::rc::Rc;
+
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, RingBuffer, RingBufferBuilder};
+
+use super::Monitor;
+use crate::error::SchedError;
+use crate::register::{EventKind, SocketEvent};
+use crate::runtime::CpuTimes;
+use crate::skel::{types, MonitorSkel, MonitorSkelBuilder};
+
+const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Knobs of the BPF program (its `const volatile` rodata).
+#[derive(Debug, Clone, Copy)]
+pub struct EbpfOptions {
+    /// Only AF_INET/AF_INET6 sockets (not Unix sockets).
+    pub inet_only: bool,
+    /// Keep per-thread on-CPU time (sched_switch).
+    pub track_cpu: bool,
+}
+
+impl Default for EbpfOptions {
+    fn default() -> Self {
+        EbpfOptions {
+            inet_only: true,
+            track_cpu: true,
+        }
+    }
+}
+
+fn effective_caps() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+    u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
+}
+
+/// What is missing for the eBPF monitor, checked before loading so the
+/// error says exactly what to fix; empty when nothing obvious is.
+pub fn missing_prerequisites() -> Vec<String> {
+    let mut missing = Vec::new();
+    if !Path::new(BTF_PATH).exists() {
+        missing.push(format!(
+            "no BTF at {BTF_PATH} (kernel built without CONFIG_DEBUG_INFO_BTF): \
+             use --monitor notify"
+        ));
+    }
+    match effective_caps() {
+        Some(caps) => {
+            let has = |c: u32| caps & (1u64 << c) != 0;
+            if !has(CAP_BPF) && !has(CAP_SYS_ADMIN) {
+                missing.push("no CAP_BPF (run as root or grant CAP_BPF)".into());
+            }
+            if !has(CAP_PERFMON) && !has(CAP_SYS_ADMIN) {
+                missing.push("no CAP_PERFMON (tracing programs need it; run as root)".into());
+            }
+        }
+        None => missing.push("cannot read CapEff from /proc/self/status".into()),
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 && !missing.is_empty() {
+        missing.insert(0, "not root".into());
+    }
+    missing
+}
+
+fn bpf_error(what: &str, e: libbpf_rs::Error) -> SchedError {
+    let mut msg = format!("{what}: {e}");
+    let missing = missing_prerequisites();
+    if !missing.is_empty() {
+        msg.push_str(&format!(" — missing: {}", missing.join("; ")));
+    }
+    SchedError::Bpf(msg)
+}
+
+/// Loads and attaches the monitor, runs `f` with it, then detaches.
+pub fn with_ebpf_monitor<R>(
+    opts: EbpfOptions,
+    f: impl FnOnce(&mut dyn Monitor) -> R,
+) -> Result<R, SchedError> {
+    let missing = missing_prerequisites();
+    if !missing.is_empty() {
+        return Err(SchedError::Bpf(missing.join("; ")));
+    }
+    let mut object = MaybeUninit::uninit();
+    let mut open = MonitorSkelBuilder::default()
+        .open(&mut object)
+        .map_err(|e| bpf_error("cannot open the BPF object", e))?;
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .ok_or_else(|| SchedError::Bpf("BPF object has no rodata section".into()))?;
+    rodata.inet_only = opts.inet_only;
+    rodata.track_cpu = opts.track_cpu;
+    let mut skel = open
+        .load()
+        .map_err(|e| bpf_error("cannot load the BPF programs", e))?;
+    skel.attach().map_err(|e| {
+        bpf_error(
+            "cannot attach tp_btf/sock_recv_length, sock_send_length, sched_switch",
+            e,
+        )
+    })?;
+    let queue: Rc<RefCell<Vec<SocketEvent>>> = Rc::default();
+    let q = queue.clone();
+    let mut builder = RingBufferBuilder::new();
+    builder
+        .add(&skel.maps.events, move |data: &[u8]| {
+            if let Some(e) = parse_event(data) {
+                q.borrow_mut().push(e);
+            }
+            0
+        })
+        .map_err(|e| bpf_error("cannot open the ring buffer", e))?;
+    let ring = builder
+        .build()
+        .map_err(|e| bpf_error("cannot open the ring buffer", e))?;
+    let mut monitor = EbpfMonitor {
+        skel: &skel,
+        ring,
+        queue,
+    };
+    let r = f(&mut monitor);
+    drop(monitor);
+    Ok(r)
+}
+
+/// Decodes one ring-buffer record (`struct slokit_event`).
+fn parse_event(data: &[u8]) -> Option<SocketEvent> {
+    if data.len() < std::mem::size_of::<types::slokit_event>() {
+        return None;
+    }
+    // SAFETY: the record holds a whole `struct slokit_event` (checked
+    // above), a plain-old-data struct; read_unaligned copies it out.
+    let e: types::slokit_event = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+    let kind = match e.kind {
+        1 => EventKind::Recv,
+        2 => EventKind::Send,
+        _ => return None,
+    };
+    Some(SocketEvent {
+        kind,
+        tid: e.tid,
+        tgid: e.tgid,
+        sock: e.sock,
+        bytes: e.bytes as i64,
+        ts_ns: e.ts_ns,
+    })
+}
+
+/// The loaded monitor (lives inside [`with_ebpf_monitor`]).
+struct EbpfMonitor<'a> {
+    skel: &'a MonitorSkel<'a>,
+    ring: RingBuffer<'a>,
+    queue: Rc<RefCell<Vec<SocketEvent>>>,
+}
+
+impl CpuTimes for EbpfMonitor<'_> {
+    fn cpu_ns(&self, tid: u32, now_ns: u64) -> Option<u64> {
+        let bytes = self
+            .skel
+            .maps
+            .cpu_acct
+            .lookup(&tid.to_ne_bytes(), MapFlags::ANY)
+            .ok()??;
+        if bytes.len() < std::mem::size_of::<types::slokit_cpu_acct>() {
+            return None;
+        }
+        // SAFETY: a whole plain-old-data `struct slokit_cpu_acct`.
+        let a: types::slokit_cpu_acct = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let running = if a.on_cpu != 0 {
+            now_ns.saturating_sub(a.last_in_ns)
+        } else {
+            0
+        };
+        Some(a.total_ns + running)
+    }
+}
+
+impl Monitor for EbpfMonitor<'_> {
+    fn name(&self) -> &'static str {
+        "ebpf"
+    }
+
+    fn fd(&self) -> RawFd {
+        self.ring.epoll_fd()
+    }
+
+    fn drain(&mut self, out: &mut Vec<SocketEvent>) -> Result<(), SchedError> {
+        self.ring
+            .consume()
+            .map_err(|e| SchedError::Bpf(format!("ring buffer: {e}")))?;
+        out.append(&mut self.queue.borrow_mut());
+        Ok(())
+    }
+
+    fn drops(&self) -> u64 {
+        let key = 0u32.to_ne_bytes();
+        match self.skel.maps.counters.lookup_percpu(&key, MapFlags::ANY) {
+            Ok(Some(per_cpu)) => per_cpu
+                .iter()
+                .filter_map(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?)))
+                .sum(),
+            _ => 0,
+        }
+    }
+
+    fn add_target(&mut self, tgid: u32) -> Result<(), SchedError> {
+        self.skel
+            .maps
+            .targets
+            .update(&tgid.to_ne_bytes(), &[1u8], MapFlags::ANY)
+            .map_err(|e| SchedError::Bpf(format!("cannot add pid {tgid} to the target map: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::register::{Change, Register};
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    const CHILD_ENV: &str = "SLOKIT_TEST_HTTP_CHILD";
+
+    /// A tiny HTTP/1.1 server with one `fn-worker-N` thread per connection;
+    /// replies in two writes (head, then body) so a reply spans sends.
+    /// Runs only as the child process of `sees_every_loopback_request_once`.
+    #[test]
+    fn http_child_server() {
+        if std::env::var_os(CHILD_ENV).is_none() {
+            return;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        println!("PORT={}", listener.local_addr().unwrap().port());
+        std::io::stdout().flush().unwrap();
+        for (i, conn) in listener.incoming().enumerate() {
+            let mut conn = conn.unwrap();
+            std::thread::Builder::new()
+                .name(format!("fn-worker-{i}"))
+                .spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let mut have = Vec::new();
+                    loop {
+                        let n = match conn.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        have.extend_from_slice(&buf[..n]);
+                        while let Some(end) = have.windows(4).position(|w| w == b"\r\n\r\n") {
+                            have.drain(..end + 4);
+                            let body = b"{\"ok\":true}";
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                                body.len()
+                            );
+                            if conn.write_all(head.as_bytes()).is_err()
+                                || conn.write_all(body).is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                })
+                .unwrap();
+        }
+    }
+
+    struct Server(Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn skip_without_bpf() -> bool {
+        let missing = missing_prerequisites();
+        if missing.is_empty() {
+            return false;
+        }
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to load BPF: {missing:?}"
+        );
+        eprintln!("skipping: eBPF monitor unavailable: {missing:?}");
+        true
+    }
+
+    #[test]
+    fn sees_every_loopback_request_once() {
+        if skip_without_bpf() {
+            return;
+        }
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "monitor::ebpf::tests::http_child_server",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let server = Server(child);
+        let mut line = String::new();
+        let port: u16 = loop {
+            line.clear();
+            assert!(out.read_line(&mut line).unwrap() > 0, "child exited early");
+            // the harness may print "test … ... " before it on the same line
+            if let Some(i) = line.find("PORT=") {
+                break line[i + 5..].trim().parse().expect("child prints its port");
+            }
+        };
+        let pid = server.0.id();
+
+        let changes = with_ebpf_monitor(EbpfOptions::default(), |m| {
+            m.add_target(pid).unwrap();
+            // 3 keep-alive connections × 40 requests + 30 one-shot connections
+            let mut sent = 0;
+            let mut conns: Vec<TcpStream> = (0..3)
+                .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+                .collect();
+            let request = b"POST /invoke/spin HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+            let read_reply = |c: &mut TcpStream| {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 512];
+                while !got.ends_with(b"{\"ok\":true}") {
+                    let n = c.read(&mut buf).unwrap();
+                    assert!(n > 0, "server closed");
+                    got.extend_from_slice(&buf[..n]);
+                }
+            };
+            for _ in 0..40 {
+                for c in conns.iter_mut() {
+                    c.write_all(request).unwrap();
+                    read_reply(c);
+                    sent += 1;
+                }
+            }
+            // the keep-alive connections' worker threads, while they live
+            let keep_alive_workers = crate::targets::threads_named(pid, "fn-worker-");
+            for _ in 0..30 {
+                let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                c.write_all(request).unwrap();
+                read_reply(&mut c);
+                sent += 1;
+            }
+            drop(conns);
+            let mut reg = Register::new();
+            let mut changes = Vec::new();
+            let mut events = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                m.drain(&mut events).unwrap();
+                for e in events.drain(..) {
+                    assert_eq!(e.tgid, pid, "only the target is seen");
+                    reg.on_event(&e, &mut changes);
+                }
+                let ended = changes
+                    .iter()
+                    .filter(|c| matches!(c, Change::Ended { .. }))
+                    .count();
+                if ended >= sent {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(m.drops(), 0);
+            // the worker threads have on-CPU time in the BPF map
+            let workers = crate::targets::threads_named(pid, "fn-worker-");
+            assert!(!workers.is_empty());
+            let now = crate::clock::monotonic_ns();
+            assert!(workers.iter().any(|t| m.cpu_ns(*t, now).unwrap_or(0) > 0));
+            (sent, changes, keep_alive_workers)
+        })
+        .unwrap();
+        let (sent, changes, keep_alive_workers) = changes;
+        let started = changes
+            .iter()
+            .filter(|c| matches!(c, Change::Started(_)))
+            .count();
+        let ended: Vec<_> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Ended { request, end_ns } => Some((request, end_ns)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(started, sent, "every request started exactly once");
+        assert_eq!(ended.len(), sent, "every request ended exactly once");
+        assert!(!changes.iter().any(|c| matches!(c, Change::Abandoned(_))));
+        let mut on_keep_alive_workers = 0;
+        for (r, end) in ended {
+            assert!(*end >= r.start_ns);
+            assert_ne!(
+                r.tid, pid,
+                "requests run on worker threads, not the acceptor"
+            );
+            on_keep_alive_workers += keep_alive_workers.contains(&r.tid) as usize;
+        }
+        assert_eq!(keep_alive_workers.len(), 3);
+        assert_eq!(on_keep_alive_workers, 120, "3 keep-alive connections × 40");
+    }
+
+    #[test]
+    fn parses_the_shared_event_layout() {
+        assert_eq!(std::mem::size_of::<types::slokit_event>(), 32);
+        let e = types::slokit_event {
+            ts_ns: 5,
+            sock: 0xffff_8880_0000_1000,
+            tgid: 10,
+            tid: 11,
+            bytes: -32,
+            kind: 2,
+        };
+        // SAFETY: viewing a POD struct as bytes.
+        let bytes: [u8; 32] = unsafe { std::mem::transmute(e) };
+        let s = parse_event(&bytes).unwrap();
+        assert_eq!(
+            (s.kind, s.tid, s.tgid, s.sock, s.bytes, s.ts_ns),
+            (EventKind::Send, 11, 10, 0xffff_8880_0000_1000, -32, 5)
+        );
+    }
+}

@@ -1,0 +1,56 @@
+//! Monitors: where the agent learns of request arrivals and completions
+//! without touching function code (the seed's Monitor). Two kinds behind one
+//! trait: the eBPF monitor (BTF tracepoints, the default) and the notify
+//! monitor (the host's datagrams, for kernels without BTF tracepoints).
+//! Both also meter on-CPU time per thread ([`CpuTimes`]), the credit of the
+//! two-level policy.
+
+use std::os::fd::RawFd;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SchedError;
+use crate::register::SocketEvent;
+use crate::runtime::CpuTimes;
+
+pub mod ebpf;
+pub mod notify;
+
+/// Which monitor to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MonitorChoice {
+    /// eBPF when it loads, else notify (when a notify path is given).
+    #[default]
+    Auto,
+    Ebpf,
+    Notify,
+}
+
+impl std::str::FromStr for MonitorChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(MonitorChoice::Auto),
+            "ebpf" => Ok(MonitorChoice::Ebpf),
+            "notify" => Ok(MonitorChoice::Notify),
+            other => Err(format!(
+                "unknown monitor `{other}` (expected auto, ebpf or notify)"
+            )),
+        }
+    }
+}
+
+/// A running monitor.
+pub trait Monitor: CpuTimes {
+    /// `ebpf` or `notify`: named in every report.
+    fn name(&self) -> &'static str;
+    /// A descriptor that polls readable when events wait (for epoll).
+    fn fd(&self) -> RawFd;
+    /// Moves every waiting event to `out` without blocking.
+    fn drain(&mut self, out: &mut Vec<SocketEvent>) -> Result<(), SchedError>;
+    /// Events lost in the monitor (ring buffer full).
+    fn drops(&self) -> u64;
+    /// Starts watching process `tgid`.
+    fn add_target(&mut self, tgid: u32) -> Result<(), SchedError>;
+}

@@ -1,0 +1,164 @@
+//! Thin wrappers over epoll(7) and timerfd(2): the agent's event loop waits
+//! on the monitor, the credit timer and the periodic tick at once, and the
+//! credit timer fires at an absolute `CLOCK_MONOTONIC` instant (no polling
+//! loop, no sleep granularity).
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::error::SchedError;
+
+fn last_error(what: &str) -> SchedError {
+    SchedError::sys(what, std::io::Error::last_os_error())
+}
+
+/// An epoll instance.
+#[derive(Debug)]
+pub struct Epoll(OwnedFd);
+
+impl Epoll {
+    pub fn new() -> Result<Self, SchedError> {
+        // SAFETY: plain syscall; the result is checked.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(last_error("epoll_create1"));
+        }
+        // SAFETY: a fresh descriptor we own.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Watches `fd` for readability (level-triggered), reporting `token`.
+    pub fn add(&self, fd: RawFd, token: u64) -> Result<(), SchedError> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid epoll_event; fd validity is the caller's.
+        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0 {
+            return Err(last_error("epoll_ctl(ADD)"));
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout_ms` (-1: forever); returns the ready tokens.
+    pub fn wait(&self, tokens: &mut Vec<u64>, timeout_ms: i32) -> Result<(), SchedError> {
+        tokens.clear();
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 8];
+        // SAFETY: `evs` has room for 8 events, as the call is told.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.0.as_raw_fd(),
+                evs.as_mut_ptr(),
+                evs.len() as i32,
+                timeout_ms,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                return Ok(());
+            }
+            return Err(SchedError::sys("epoll_wait", e));
+        }
+        tokens.extend(evs[..n as usize].iter().map(|e| e.u64));
+        Ok(())
+    }
+}
+
+/// A non-blocking `CLOCK_MONOTONIC` timerfd.
+#[derive(Debug)]
+pub struct TimerFd(OwnedFd);
+
+fn timespec(ns: u64) -> libc::timespec {
+    libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    }
+}
+
+impl TimerFd {
+    pub fn new() -> Result<Self, SchedError> {
+        // SAFETY: plain syscall; the result is checked.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(last_error("timerfd_create"));
+        }
+        // SAFETY: a fresh descriptor we own.
+        Ok(TimerFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    fn settime(&self, flags: i32, value_ns: u64, interval_ns: u64) -> Result<(), SchedError> {
+        let spec = libc::itimerspec {
+            it_interval: timespec(interval_ns),
+            it_value: timespec(value_ns),
+        };
+        // SAFETY: `spec` is valid; the old value is not requested.
+        let r = unsafe {
+            libc::timerfd_settime(self.0.as_raw_fd(), flags, &spec, std::ptr::null_mut())
+        };
+        if r != 0 {
+            return Err(last_error("timerfd_settime"));
+        }
+        Ok(())
+    }
+
+    /// Fires once at absolute monotonic time `at_ns`.
+    pub fn set_at(&self, at_ns: u64) -> Result<(), SchedError> {
+        self.settime(libc::TFD_TIMER_ABSTIME, at_ns.max(1), 0)
+    }
+
+    /// Fires every `period_ns`, first after one period.
+    pub fn set_periodic(&self, period_ns: u64) -> Result<(), SchedError> {
+        self.settime(0, period_ns, period_ns)
+    }
+
+    /// Disarms the timer.
+    pub fn disarm(&self) -> Result<(), SchedError> {
+        self.settime(0, 0, 0)
+    }
+
+    /// Consumes pending expirations (so level-triggered epoll goes quiet).
+    pub fn drain(&self) -> u64 {
+        let mut buf = [0u8; 8];
+        // SAFETY: reading 8 bytes into an 8-byte buffer.
+        let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+        if n == 8 {
+            u64::from_ne_bytes(buf)
+        } else {
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::monotonic_ns;
+
+    #[test]
+    fn absolute_timer_wakes_epoll_after_its_instant() {
+        let ep = Epoll::new().unwrap();
+        let t = TimerFd::new().unwrap();
+        ep.add(t.fd(), 7).unwrap();
+        let at = monotonic_ns() + 2_000_000;
+        t.set_at(at).unwrap();
+        let mut tokens = Vec::new();
+        while tokens.is_empty() {
+            ep.wait(&mut tokens, 1000).unwrap();
+        }
+        assert!(monotonic_ns() >= at);
+        assert_eq!(tokens, [7]);
+        assert_eq!(t.drain(), 1);
+        t.disarm().unwrap();
+        ep.wait(&mut tokens, 5).unwrap();
+        assert!(tokens.is_empty(), "drained and disarmed: quiet");
+    }
+}

@@ -1,0 +1,661 @@
+//! The two-level runtime: the pure state machine of the seed's Runtime and
+//! SFS (SC'22). Each request goes
+//!
+//! ```text
+//! Initiated ──slot free──► Embarked (SCHED_FIFO, credit S)
+//!     │                        │ credit spent (on-CPU time)
+//!     │ waited > overload×S    ▼
+//!     └──────────────────► Demoted (SCHED_OTHER)
+//!                              │ deadline within imminent×S, not passed, once
+//!                              ▼
+//!                          Imminent (SCHED_FIFO, fresh credit S) ──spent──► Demoted
+//! ```
+//!
+//! and leaves from any state when its reply is sent. At most `c` requests
+//! hold SCHED_FIFO (Embarked or Imminent); the rest wait in arrival order.
+//! When a slot frees, an Imminent candidate (earliest deadline first) goes
+//! before the waiting queue. Credit is on-CPU time, so a request that
+//! sleeps (I/O) keeps what it has not used (SFS). S comes from the
+//! [`SliceController`] at the moment a request embarks.
+//!
+//! The runtime does no I/O: events (arrival, completion, timer expiry) come
+//! in with a [`Clock`] and a [`CpuTimes`] reading; [`Action`]s (set FIFO /
+//! set OTHER) go out to the actuator; [`Runtime::next_wakeup`] tells the
+//! agent when to call [`Runtime::on_timer`] next.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::params::{SliceController, TwoLevelParams};
+use crate::register::{Request, RequestId};
+
+/// On-CPU time of threads: the credit meter.
+pub trait CpuTimes {
+    /// Cumulative on-CPU ns of thread `tid` at `now_ns`, if known.
+    fn cpu_ns(&self, tid: u32, now_ns: u64) -> Option<u64>;
+}
+
+/// Where a request is in the two-level policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Initiated,
+    Embarked,
+    Demoted,
+    Imminent,
+}
+
+/// What the actuator must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Put the request's thread in SCHED_FIFO.
+    SetFifo {
+        request: RequestId,
+        tid: u32,
+        tgid: u32,
+        /// The request's arrival (monitor timestamp).
+        arrival_ns: u64,
+        /// Embarked in the same step as its arrival (no queueing): the
+        /// agent measures arrival → FIFO latency on these.
+        on_arrival: bool,
+    },
+    /// Put the request's thread back to its normal policy.
+    SetOther {
+        request: RequestId,
+        tid: u32,
+        tgid: u32,
+        /// When the credit ran out (credit demotions only): the agent
+        /// measures exhausted → demoted latency from it.
+        exhausted_ns: Option<u64>,
+    },
+}
+
+/// Counts of every transition, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransitionCounts {
+    /// Arrivals (→ Initiated).
+    pub arrived: u64,
+    /// Initiated → Embarked.
+    pub embarked: u64,
+    /// Embarked → Demoted: credit spent.
+    pub credit_demotions: u64,
+    /// Initiated → Demoted: waited more than overload_factor × S.
+    pub overload_demotions: u64,
+    /// Demoted → Imminent.
+    pub promotions: u64,
+    /// Imminent → Demoted: the fresh credit spent too.
+    pub imminent_demotions: u64,
+    /// Requests that ended in each state.
+    pub completed_initiated: u64,
+    pub completed_embarked: u64,
+    pub completed_demoted: u64,
+    pub completed_imminent: u64,
+}
+
+impl TransitionCounts {
+    /// Every move to SCHED_OTHER-level Demoted.
+    pub fn demotions(&self) -> u64 {
+        self.credit_demotions + self.overload_demotions + self.imminent_demotions
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Req {
+    tid: u32,
+    tgid: u32,
+    arrival_ns: u64,
+    deadline_at: Option<u64>,
+    state: State,
+    /// Initiated: when it joined the queue.
+    queued_since: u64,
+    /// FIFO stint: credit granted and the thread's CPU time at its start.
+    credit_ns: u64,
+    cpu_start_ns: u64,
+    promoted: bool,
+}
+
+/// Wake-ups are never scheduled closer than this to now (no busy loop).
+const MIN_WAKEUP_NS: u64 = 10_000;
+
+/// The two-level state machine.
+#[derive(Debug)]
+pub struct Runtime<C: Clock> {
+    params: TwoLevelParams,
+    controller: SliceController,
+    clock: C,
+    reqs: HashMap<RequestId, Req>,
+    queue: VecDeque<RequestId>,
+    holders: Vec<RequestId>,
+    demoted: Vec<RequestId>,
+    deadlines: HashMap<u32, u64>,
+    counts: TransitionCounts,
+}
+
+impl<C: Clock> Runtime<C> {
+    /// A runtime with per-process relative deadlines (`tgid → ns`).
+    pub fn new(params: TwoLevelParams, clock: C, deadlines: HashMap<u32, u64>) -> Self {
+        Runtime {
+            params,
+            controller: SliceController::new(params),
+            clock,
+            reqs: HashMap::new(),
+            queue: VecDeque::new(),
+            holders: Vec::with_capacity(params.cpus as usize),
+            demoted: Vec::new(),
+            deadlines,
+            counts: TransitionCounts::default(),
+        }
+    }
+
+    /// The current slice S, ns.
+    pub fn slice_ns(&self) -> u64 {
+        self.controller.slice_ns()
+    }
+
+    pub fn counts(&self) -> TransitionCounts {
+        self.counts
+    }
+
+    /// Requests waiting for a FIFO slot.
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Requests holding SCHED_FIFO.
+    pub fn fifo_holders(&self) -> usize {
+        self.holders.len()
+    }
+
+    /// Requests demoted and not finished.
+    pub fn demoted(&self) -> usize {
+        self.demoted.len()
+    }
+
+    /// State of a live request.
+    pub fn state(&self, id: RequestId) -> Option<State> {
+        self.reqs.get(&id).map(|r| r.state)
+    }
+
+    /// A request arrived.
+    pub fn on_arrival(&mut self, r: &Request, cpu: &dyn CpuTimes, out: &mut Vec<Action>) {
+        let now = self.clock.now_ns();
+        self.controller.on_arrival(r.start_ns);
+        self.counts.arrived += 1;
+        let deadline_at = self.deadlines.get(&r.tgid).map(|d| r.start_ns + d);
+        self.reqs.insert(
+            r.id,
+            Req {
+                tid: r.tid,
+                tgid: r.tgid,
+                arrival_ns: r.start_ns,
+                deadline_at,
+                state: State::Initiated,
+                queued_since: now,
+                credit_ns: 0,
+                cpu_start_ns: 0,
+                promoted: false,
+            },
+        );
+        self.queue.push_back(r.id);
+        self.fill_slots(now, cpu, out, Some(r.id));
+    }
+
+    /// A request ended (reply sent, abandoned, or its thread vanished).
+    pub fn on_completion(&mut self, id: RequestId, cpu: &dyn CpuTimes, out: &mut Vec<Action>) {
+        let Some(r) = self.reqs.remove(&id) else {
+            return;
+        };
+        match r.state {
+            State::Initiated => {
+                self.counts.completed_initiated += 1;
+                self.queue.retain(|q| *q != id);
+            }
+            State::Embarked | State::Imminent => {
+                if r.state == State::Embarked {
+                    self.counts.completed_embarked += 1;
+                } else {
+                    self.counts.completed_imminent += 1;
+                }
+                self.holders.retain(|h| *h != id);
+                out.push(Action::SetOther {
+                    request: id,
+                    tid: r.tid,
+                    tgid: r.tgid,
+                    exhausted_ns: None,
+                });
+            }
+            State::Demoted => {
+                self.counts.completed_demoted += 1;
+                self.demoted.retain(|d| *d != id);
+            }
+        }
+        let now = self.clock.now_ns();
+        self.fill_slots(now, cpu, out, None);
+    }
+
+    /// Timer expiry (or any time): demote holders whose credit is spent,
+    /// demote overloaded waiters, fill free slots.
+    pub fn on_timer(&mut self, cpu: &dyn CpuTimes, out: &mut Vec<Action>) {
+        let now = self.clock.now_ns();
+        let mut i = 0;
+        while i < self.holders.len() {
+            let id = self.holders[i];
+            let r = self.reqs.get_mut(&id).expect("holder is live");
+            let used = cpu
+                .cpu_ns(r.tid, now)
+                .map_or(0, |c| c.saturating_sub(r.cpu_start_ns));
+            if used < r.credit_ns {
+                i += 1;
+                continue;
+            }
+            // Ran out `used - credit` ns ago if it ran continuously since.
+            let exhausted = now.saturating_sub(used - r.credit_ns);
+            if r.state == State::Embarked {
+                self.counts.credit_demotions += 1;
+            } else {
+                self.counts.imminent_demotions += 1;
+            }
+            r.state = State::Demoted;
+            out.push(Action::SetOther {
+                request: id,
+                tid: r.tid,
+                tgid: r.tgid,
+                exhausted_ns: Some(exhausted),
+            });
+            self.holders.swap_remove(i);
+            self.demoted.push(id);
+        }
+        let limit = self.overload_wait_ns();
+        while let Some(&id) = self.queue.front() {
+            let r = self.reqs.get_mut(&id).expect("queued is live");
+            if now.saturating_sub(r.queued_since) <= limit {
+                break;
+            }
+            r.state = State::Demoted;
+            self.counts.overload_demotions += 1;
+            self.queue.pop_front();
+            self.demoted.push(id);
+        }
+        self.fill_slots(now, cpu, out, None);
+    }
+
+    /// When [`Runtime::on_timer`] must run next (absolute ns), if ever.
+    pub fn next_wakeup(&self, cpu: &dyn CpuTimes) -> Option<u64> {
+        let now = self.clock.now_ns();
+        let s = self.slice_ns();
+        let mut next: Option<u64> = None;
+        let mut consider = |t: u64| {
+            let t = t.max(now + MIN_WAKEUP_NS);
+            next = Some(next.map_or(t, |n: u64| n.min(t)));
+        };
+        for id in &self.holders {
+            let r = &self.reqs[id];
+            let used = cpu
+                .cpu_ns(r.tid, now)
+                .map_or(0, |c| c.saturating_sub(r.cpu_start_ns));
+            consider(now + r.credit_ns.saturating_sub(used));
+        }
+        if let Some(id) = self.queue.front() {
+            consider(self.reqs[id].queued_since + self.overload_wait_ns() + 1);
+        }
+        if self.holders.len() < self.params.cpus as usize {
+            let window = (self.params.imminent_factor * s as f64) as u64;
+            for id in &self.demoted {
+                let r = &self.reqs[id];
+                if let (false, Some(d)) = (r.promoted, r.deadline_at) {
+                    let eligible = d.saturating_sub(window);
+                    if eligible > now && d > now {
+                        consider(eligible);
+                    }
+                }
+            }
+        }
+        next
+    }
+
+    fn overload_wait_ns(&self) -> u64 {
+        (self.params.overload_factor * self.slice_ns() as f64) as u64
+    }
+
+    /// Gives free FIFO slots to Imminent candidates (earliest deadline
+    /// first), then to waiting requests in arrival order.
+    fn fill_slots(
+        &mut self,
+        now: u64,
+        cpu: &dyn CpuTimes,
+        out: &mut Vec<Action>,
+        arriving: Option<RequestId>,
+    ) {
+        let s = self.slice_ns();
+        let window = (self.params.imminent_factor * s as f64) as u64;
+        while self.holders.len() < self.params.cpus as usize {
+            let candidate = self
+                .demoted
+                .iter()
+                .enumerate()
+                .filter_map(|(i, id)| {
+                    let r = &self.reqs[id];
+                    let d = r.deadline_at?;
+                    (!r.promoted && d > now && d - now <= window).then_some((d, i))
+                })
+                .min();
+            let (id, state) = if let Some((_, i)) = candidate {
+                self.counts.promotions += 1;
+                (self.demoted.swap_remove(i), State::Imminent)
+            } else if let Some(id) = self.queue.pop_front() {
+                self.counts.embarked += 1;
+                (id, State::Embarked)
+            } else {
+                break;
+            };
+            let r = self.reqs.get_mut(&id).expect("live request");
+            r.state = state;
+            r.promoted |= state == State::Imminent;
+            r.credit_ns = s;
+            r.cpu_start_ns = cpu.cpu_ns(r.tid, now).unwrap_or(0);
+            self.holders.push(id);
+            out.push(Action::SetFifo {
+                request: id,
+                tid: r.tid,
+                tgid: r.tgid,
+                arrival_ns: r.arrival_ns,
+                on_arrival: arriving == Some(id),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::MockClock;
+    use std::cell::RefCell;
+
+    const MS: u64 = 1_000_000;
+
+    /// Thread CPU times the test sets by hand.
+    #[derive(Default)]
+    struct MockCpu(RefCell<HashMap<u32, u64>>);
+    impl MockCpu {
+        fn add(&self, tid: u32, ns: u64) {
+            *self.0.borrow_mut().entry(tid).or_default() += ns;
+        }
+    }
+    impl CpuTimes for MockCpu {
+        fn cpu_ns(&self, tid: u32, _now: u64) -> Option<u64> {
+            Some(self.0.borrow().get(&tid).copied().unwrap_or(0))
+        }
+    }
+
+    struct Fixture {
+        clock: MockClock,
+        cpu: MockCpu,
+        rt: Runtime<MockClock>,
+        out: Vec<Action>,
+    }
+
+    fn fixture(cpus: u32, deadlines: &[(u32, u64)]) -> Fixture {
+        let clock = MockClock::new(1_000 * MS);
+        let params = TwoLevelParams {
+            cpus,
+            ..Default::default()
+        };
+        Fixture {
+            rt: Runtime::new(params, clock.clone(), deadlines.iter().copied().collect()),
+            clock,
+            cpu: MockCpu::default(),
+            out: Vec::new(),
+        }
+    }
+
+    impl Fixture {
+        fn arrive(&mut self, id: RequestId, tid: u32) {
+            let r = Request {
+                id,
+                tid,
+                tgid: 7,
+                sock: id,
+                start_ns: self.clock.now_ns(),
+            };
+            self.rt.on_arrival(&r, &self.cpu, &mut self.out);
+        }
+        fn complete(&mut self, id: RequestId) {
+            self.rt.on_completion(id, &self.cpu, &mut self.out);
+        }
+        fn timer(&mut self) {
+            self.rt.on_timer(&self.cpu, &mut self.out);
+        }
+        fn take(&mut self) -> Vec<Action> {
+            std::mem::take(&mut self.out)
+        }
+        /// Runs thread `tid` for `ns` of wall = CPU time.
+        fn run(&mut self, tid: u32, ns: u64) {
+            self.clock.advance(ns);
+            self.cpu.add(tid, ns);
+        }
+    }
+
+    fn fifo_ids(actions: &[Action]) -> Vec<RequestId> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::SetFifo { request, .. } => Some(*request),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn other_ids(actions: &[Action]) -> Vec<RequestId> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::SetOther { request, .. } => Some(*request),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn arrival_with_a_free_slot_embarks_at_once() {
+        let mut f = fixture(1, &[]);
+        f.arrive(1, 11);
+        let a = f.take();
+        assert!(matches!(
+            a[..],
+            [Action::SetFifo {
+                request: 1,
+                tid: 11,
+                on_arrival: true,
+                ..
+            }]
+        ));
+        assert_eq!(f.rt.state(1), Some(State::Embarked));
+        f.complete(1);
+        assert_eq!(other_ids(&f.take()), [1], "thread goes back to OTHER");
+        assert_eq!(f.rt.counts().completed_embarked, 1);
+    }
+
+    #[test]
+    fn credit_exhaustion_demotes_with_the_exhaustion_time() {
+        let mut f = fixture(1, &[]);
+        f.arrive(1, 11);
+        f.take();
+        let s = f.rt.slice_ns();
+        assert_eq!(s, 20 * MS, "initial slice");
+        assert_eq!(f.rt.next_wakeup(&f.cpu), Some(f.clock.now_ns() + s));
+        f.run(11, s - MS);
+        f.timer();
+        assert!(f.take().is_empty(), "1 ms of credit left");
+        assert_eq!(f.rt.next_wakeup(&f.cpu), Some(f.clock.now_ns() + MS));
+        f.run(11, MS + 50_000); // timer fires 50 µs late
+        f.timer();
+        let a = f.take();
+        let exhausted_at = f.clock.now_ns() - 50_000;
+        assert!(
+            matches!(a[..], [Action::SetOther { request: 1, exhausted_ns: Some(t), .. }] if t == exhausted_at),
+            "{a:?}"
+        );
+        assert_eq!(f.rt.state(1), Some(State::Demoted));
+        assert_eq!(f.rt.counts().credit_demotions, 1);
+    }
+
+    #[test]
+    fn a_sleeping_request_keeps_its_credit() {
+        let mut f = fixture(1, &[]);
+        f.arrive(1, 11);
+        f.take();
+        f.run(11, 5 * MS);
+        f.clock.advance(100 * MS); // sleeps 100 ms: no CPU time
+        f.timer();
+        assert!(f.take().is_empty());
+        assert_eq!(f.rt.state(1), Some(State::Embarked));
+        assert_eq!(
+            f.rt.next_wakeup(&f.cpu),
+            Some(f.clock.now_ns() + 15 * MS),
+            "15 ms of credit remain after sleeping"
+        );
+        f.run(11, 15 * MS);
+        f.timer();
+        assert_eq!(other_ids(&f.take()), [1]);
+    }
+
+    #[test]
+    fn at_most_c_holders_and_the_rest_wait_in_arrival_order() {
+        let mut f = fixture(2, &[]);
+        for (id, tid) in [(1, 11), (2, 12), (3, 13), (4, 14)] {
+            f.arrive(id, tid);
+        }
+        assert_eq!(fifo_ids(&f.take()), [1, 2]);
+        assert_eq!((f.rt.fifo_holders(), f.rt.queue_len()), (2, 2));
+        f.complete(2);
+        let a = f.take();
+        assert_eq!(other_ids(&a), [2]);
+        assert_eq!(fifo_ids(&a), [3], "oldest waiter first");
+        assert!(matches!(
+            a[1],
+            Action::SetFifo {
+                on_arrival: false,
+                ..
+            }
+        ));
+        f.complete(1);
+        assert_eq!(fifo_ids(&f.take()), [4]);
+        assert_eq!(f.rt.fifo_holders(), 2);
+    }
+
+    #[test]
+    fn waiting_longer_than_overload_times_s_demotes_without_fifo() {
+        let mut f = fixture(1, &[]);
+        f.arrive(1, 11);
+        f.arrive(2, 12);
+        assert_eq!(fifo_ids(&f.take()), [1]);
+        // S is now the mean IAT (0 → clamped to 1 ms): make S known instead
+        let s = f.rt.slice_ns();
+        assert_eq!(s, MS, "two arrivals at the same instant clamp S to 1 ms");
+        let wake = f.rt.next_wakeup(&f.cpu).unwrap();
+        assert!(wake <= f.clock.now_ns() + 3 * s + 1, "{wake}");
+        // request 1 sleeps (keeps the slot, spends no credit); 2 waits 3 S
+        f.clock.advance(3 * s);
+        f.timer();
+        assert_eq!(
+            f.rt.state(2),
+            Some(State::Initiated),
+            "exactly 3 S is not more"
+        );
+        f.clock.advance(1);
+        f.timer();
+        assert!(f.take().is_empty(), "already SCHED_OTHER: no action");
+        assert_eq!(f.rt.state(2), Some(State::Demoted));
+        assert_eq!(f.rt.counts().overload_demotions, 1);
+        assert_eq!(f.rt.queue_len(), 0);
+    }
+
+    #[test]
+    fn imminent_promotion_happens_once_with_a_fresh_credit() {
+        // deadline 100 ms for tgid 7; S stays 20 ms (one arrival)
+        let mut f = fixture(1, &[(7, 100 * MS)]);
+        f.arrive(1, 11);
+        f.take();
+        f.run(11, 20 * MS);
+        f.timer();
+        assert_eq!(other_ids(&f.take()), [1]);
+        assert_eq!(f.rt.state(1), Some(State::Demoted));
+        // eligible at deadline − 1×S = 80 ms after arrival
+        let arrival = f.clock.now_ns() - 20 * MS;
+        assert_eq!(f.rt.next_wakeup(&f.cpu), Some(arrival + 80 * MS));
+        f.run(11, 59 * MS); // t = 79 ms
+        f.timer();
+        assert!(f.take().is_empty(), "not yet within S of the deadline");
+        f.run(11, MS); // t = 80 ms
+        f.timer();
+        assert_eq!(fifo_ids(&f.take()), [1]);
+        assert_eq!(f.rt.state(1), Some(State::Imminent));
+        f.run(11, 20 * MS);
+        f.timer();
+        assert_eq!(other_ids(&f.take()), [1], "fresh credit of S spent");
+        assert_eq!(f.rt.state(1), Some(State::Demoted));
+        assert_eq!(f.rt.next_wakeup(&f.cpu), None, "never promoted twice");
+        f.timer();
+        assert!(f.take().is_empty());
+        let c = f.rt.counts();
+        assert_eq!((c.promotions, c.imminent_demotions), (1, 1));
+    }
+
+    #[test]
+    fn a_passed_deadline_is_not_imminent() {
+        let mut f = fixture(1, &[(7, 10 * MS)]);
+        f.arrive(1, 11);
+        f.take();
+        f.run(11, 20 * MS); // credit spent after the 10 ms deadline
+        f.timer();
+        assert_eq!(other_ids(&f.take()), [1]);
+        assert_eq!(f.rt.state(1), Some(State::Demoted));
+        assert_eq!(f.rt.counts().promotions, 0);
+    }
+
+    #[test]
+    fn imminent_goes_before_the_waiting_queue() {
+        let mut f = fixture(1, &[(7, 30 * MS)]);
+        f.arrive(1, 11);
+        f.take();
+        f.run(11, 20 * MS);
+        f.arrive(2, 12); // IAT 20 ms → S = 20 ms; 1 is still embarked
+        f.timer(); // 1 demoted; deadline in 10 ms ≤ S: promoted before 2
+        let a = f.take();
+        assert_eq!(other_ids(&a), [1]);
+        assert_eq!(fifo_ids(&a), [1]);
+        assert_eq!(f.rt.state(1), Some(State::Imminent));
+        assert_eq!(f.rt.state(2), Some(State::Initiated));
+        f.complete(1);
+        assert_eq!(fifo_ids(&f.take()), [2]);
+    }
+
+    #[test]
+    fn controller_sets_the_credit_of_later_requests() {
+        let mut f = fixture(2, &[]);
+        for id in 1..=11u64 {
+            f.arrive(id, id as u32);
+            f.complete(id);
+            f.clock.advance(5 * MS);
+        }
+        assert_eq!(f.rt.slice_ns(), 10 * MS, "IAT 5 ms × c 2");
+        f.take();
+        f.arrive(100, 100);
+        f.take();
+        assert_eq!(f.rt.next_wakeup(&f.cpu), Some(f.clock.now_ns() + 10 * MS));
+    }
+
+    #[test]
+    fn completion_of_a_waiting_or_demoted_request_frees_no_slot() {
+        let mut f = fixture(1, &[]);
+        f.arrive(1, 11);
+        f.arrive(2, 12);
+        f.take();
+        f.complete(2);
+        assert!(f.take().is_empty());
+        assert_eq!(f.rt.queue_len(), 0);
+        assert_eq!(f.rt.counts().completed_initiated, 1);
+    }
+}

@@ -1,0 +1,202 @@
+//! Target processes: who the agent may touch. Only threads of processes
+//! named on the command line (`--pid`, `--cgroup`) are ever scheduled; pid 1,
+//! the agent itself and kernel threads are refused. Worker threads are found
+//! by the host's naming contract: comm prefix `fn-worker-`.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::SchedError;
+
+/// Comm prefix of the function host's worker threads.
+pub const WORKER_PREFIX: &str = "fn-worker-";
+
+/// `PF_KTHREAD` in /proc/<pid>/stat's flags field.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// Checks that `pid` may be scheduled by the agent running as `self_pid`.
+pub fn validate_pid(pid: u32, self_pid: u32) -> Result<(), SchedError> {
+    let refuse = |reason: &str| SchedError::Refused {
+        pid,
+        reason: reason.into(),
+    };
+    if pid == 0 {
+        return Err(refuse("pid 0 is not a process"));
+    }
+    if pid == 1 {
+        return Err(refuse("pid 1 is init; the agent never touches it"));
+    }
+    if pid == self_pid {
+        return Err(refuse("that is the agent itself"));
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|_| SchedError::NoSuchProcess(pid))?;
+    let fields = stat_fields(&stat).ok_or_else(|| refuse("unreadable /proc/<pid>/stat"))?;
+    // fields[0] is field 3 (state); ppid is field 4, flags field 9
+    let ppid: u32 = fields.get(1).and_then(|f| f.parse().ok()).unwrap_or(0);
+    let flags: u64 = fields.get(6).and_then(|f| f.parse().ok()).unwrap_or(0);
+    if pid == 2 || ppid == 2 || flags & PF_KTHREAD != 0 {
+        return Err(refuse("it is a kernel thread"));
+    }
+    if std::fs::read_link(format!("/proc/{pid}/exe")).is_err() {
+        return Err(refuse(
+            "it has no /proc/<pid>/exe (a kernel thread, a zombie, or not ours to read)",
+        ));
+    }
+    Ok(())
+}
+
+/// Fields 3.. of a /proc stat line (after the parenthesised comm).
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    Some(rest.split(' ').collect())
+}
+
+/// The processes of cgroup `path` (cgroup v2 `cgroup.procs`); a relative
+/// path is taken under /sys/fs/cgroup.
+pub fn cgroup_procs(path: &Path) -> Result<Vec<u32>, SchedError> {
+    let dir: PathBuf = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        Path::new("/sys/fs/cgroup").join(path)
+    };
+    let file = dir.join("cgroup.procs");
+    let text = std::fs::read_to_string(&file).map_err(|source| SchedError::Io {
+        path: file.clone(),
+        source,
+    })?;
+    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+/// Whether process `pid` still exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => stat_fields(&s).is_some_and(|f| f.first() != Some(&"Z")),
+        Err(_) => false,
+    }
+}
+
+/// Threads of `pid` whose comm starts with `prefix`.
+pub fn threads_named(pid: u32, prefix: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut tids: Vec<u32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|tid: &u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .is_ok_and(|c| c.starts_with(prefix))
+        })
+        .collect();
+    tids.sort_unstable();
+    tids
+}
+
+/// On-CPU ns of a thread from /proc/<pid>/task/<tid>/schedstat (first
+/// field; updated by the kernel at ticks and switches, so a running thread's
+/// figure lags by up to one tick).
+pub fn schedstat_cpu_ns(pid: u32, tid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Parses a CPU list such as `1`, `0,2` or `1-3,6`.
+pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, SchedError> {
+    let bad = || {
+        SchedError::Config(format!(
+            "invalid CPU list `{s}` (expected e.g. `1`, `0,2`, `1-3`)"
+        ))
+    };
+    let mut cpus = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (
+                    a.trim().parse().map_err(|_| bad())?,
+                    b.trim().parse().map_err(|_| bad())?,
+                );
+                if a > b {
+                    return Err(bad());
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if cpus.is_empty() {
+        return Err(bad());
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Ok(cpus)
+}
+
+/// CPUs online on this machine.
+pub fn online_cpus() -> Vec<usize> {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|s| parse_cpu_list(s.trim()).ok())
+        .unwrap_or_else(|| {
+            (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_init_self_and_kernel_threads() {
+        let me = std::process::id();
+        let e = validate_pid(1, me).unwrap_err().to_string();
+        assert!(e.contains("pid 1"), "{e}");
+        assert!(validate_pid(me, me)
+            .unwrap_err()
+            .to_string()
+            .contains("agent itself"));
+        // kthreadd (pid 2) exists on every Linux with a visible kernel
+        if std::path::Path::new("/proc/2/stat").exists() {
+            let e = validate_pid(2, me).unwrap_err().to_string();
+            assert!(e.contains("kernel thread"), "{e}");
+        }
+        assert!(matches!(
+            validate_pid(u32::MAX - 1, me),
+            Err(SchedError::NoSuchProcess(_))
+        ));
+    }
+
+    #[test]
+    fn accepts_a_child_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let r = validate_pid(child.id(), std::process::id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        r.unwrap();
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("1-3,6,2").unwrap(), [1, 2, 3, 6]);
+        assert_eq!(parse_cpu_list("0").unwrap(), [0]);
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("x").is_err());
+        assert!(!online_cpus().is_empty());
+    }
+
+    #[test]
+    fn finds_named_threads_of_this_process() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let h = std::thread::Builder::new()
+            .name("fn-worker-t".into())
+            .spawn(move || {
+                let _ = rx.recv();
+            })
+            .unwrap();
+        let found = threads_named(std::process::id(), "fn-worker-t");
+        tx.send(()).unwrap();
+        h.join().unwrap();
+        assert_eq!(found.len(), 1);
+    }
+}

@@ -1,0 +1,426 @@
+//! `slokit sched` end to end: refusals, the fifo baseline and its cleanup on
+//! SIGTERM and SIGKILL (the guardian), the two-level policy demoting long
+//! requests, and the notify monitor. Targets are child processes of this
+//! test binary (re-executed in "child server" mode) with `fn-worker-*`
+//! threads; every process is killed by pid in Drop guards.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const CHILD_ENV: &str = "SLOKIT_CLI_SCHED_CHILD";
+
+/// Runs only as a child: 2 idle `fn-worker-idle-*` threads and an HTTP
+/// server with one `fn-worker-N` thread per connection; `GET /spin/MS`
+/// burns MS ms of thread CPU time. Pinned to the last CPU.
+#[test]
+fn child_server() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if n >= 2 {
+        // SAFETY: cpu_set_t is plain data; pinning this process's threads.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(n - 1, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+    for i in 0..2 {
+        std::thread::Builder::new()
+            .name(format!("fn-worker-idle-{i}"))
+            .spawn(|| loop {
+                std::thread::park();
+            })
+            .unwrap();
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("PORT={}", listener.local_addr().unwrap().port());
+    std::io::stdout().flush().unwrap();
+    for (i, conn) in listener.incoming().enumerate() {
+        let mut conn = conn.unwrap();
+        std::thread::Builder::new()
+            .name(format!("fn-worker-{i}"))
+            .spawn(move || {
+                let mut buf = [0u8; 2048];
+                let mut have = Vec::new();
+                loop {
+                    let n = match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    have.extend_from_slice(&buf[..n]);
+                    while let Some(end) = have.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&have[..end]).to_string();
+                        have.drain(..end + 4);
+                        let ms: u64 = head
+                            .split_whitespace()
+                            .nth(1)
+                            .and_then(|p| p.strip_prefix("/spin/"))
+                            .and_then(|m| m.parse().ok())
+                            .unwrap_or(0);
+                        spin_cpu(Duration::from_millis(ms));
+                        let body = b"ok";
+                        let reply =
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                        if conn.write_all(reply.as_bytes()).is_err()
+                            || conn.write_all(body).is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            })
+            .unwrap();
+    }
+}
+
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn spin_cpu(d: Duration) {
+    let start = thread_cpu();
+    while thread_cpu() - start < d {
+        std::hint::spin_loop();
+    }
+}
+
+/// A child process killed and reaped by pid on drop.
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the child server; returns it and its port.
+fn start_server() -> (Proc, u16) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_server", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let p = Proc(child);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "child server exited");
+        if let Some(i) = line.find("PORT=") {
+            return (p, line[i + 5..].trim().parse().unwrap());
+        }
+    }
+}
+
+fn slokit() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin("slokit"))
+}
+
+/// Starts `slokit sched ARGS` and waits (≤ 30 s) for `agent ready`.
+fn start_agent(args: &[String]) -> Proc {
+    let mut child = slokit()
+        .arg("sched")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let agent = Proc(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if line.trim() == "agent ready" {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("agent printed `agent ready` within 30 s");
+    agent
+}
+
+/// Scheduling policy of every thread of `pid` (stat field 41), by comm.
+fn policies(pid: u32) -> Vec<(String, u32)> {
+    let mut v = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return v;
+    };
+    for e in dir.flatten() {
+        let tid = e.file_name();
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let policy: u32 = rest.split(' ').nth(41 - 3).unwrap().parse().unwrap();
+        let _ = tid;
+        v.push((comm.trim().to_string(), policy));
+    }
+    v
+}
+
+fn fifo_threads(pid: u32) -> usize {
+    policies(pid)
+        .iter()
+        .filter(|(_, p)| *p == 1 || *p == 2)
+        .count()
+}
+
+fn skip_unless_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run these tests as root"
+        );
+        eprintln!("skipping: not root (the agent needs CAP_SYS_NICE and BPF)");
+        return true;
+    }
+    false
+}
+
+fn signal(p: &Proc, sig: i32) {
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(p.0.id() as i32, sig) };
+}
+
+fn wait_exit(p: &mut Proc, within: Duration) -> std::process::ExitStatus {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(s) = p.0.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < end, "agent did not exit within {within:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn get(port: u16, path: &str) {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.ends_with(b"\r\n\r\nok") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn read_metrics(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).expect("metrics file written");
+    let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(m["schema"], "slokit.sched-metrics/1");
+    // the library type reads it back
+    slokit_sched::AgentMetrics::from_json(&text).unwrap();
+    m
+}
+
+#[test]
+fn refuses_pid_1_and_missing_targets() {
+    let out = slokit().args(["sched", "--pid", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to schedule pid 1"), "{err}");
+    let out = slokit().args(["sched"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--pid"));
+    let out = slokit()
+        .args([
+            "sched",
+            "--pid",
+            &std::process::id().to_string(),
+            "--deadline",
+            "7=5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a target"));
+}
+
+#[test]
+fn fifo_workers_are_restored_within_1s_after_sigkill() {
+    if skip_unless_root() {
+        return;
+    }
+    let (server, _port) = start_server();
+    let pid = server.0.id();
+    let mut agent = start_agent(&[
+        "--policy".into(),
+        "fifo".into(),
+        "--pid".into(),
+        pid.to_string(),
+        "--summary-every".into(),
+        "0".into(),
+    ]);
+    let p = policies(pid);
+    let workers: Vec<_> = p
+        .iter()
+        .filter(|(c, _)| c.starts_with("fn-worker-"))
+        .collect();
+    assert_eq!(workers.len(), 2, "{p:?}");
+    assert!(
+        workers.iter().all(|(_, pol)| *pol == 1),
+        "workers in SCHED_FIFO: {p:?}"
+    );
+    assert!(
+        p.iter()
+            .filter(|(c, _)| !c.starts_with("fn-worker-"))
+            .all(|(_, pol)| *pol == 0),
+        "only workers are touched: {p:?}"
+    );
+    signal(&agent, libc::SIGKILL);
+    wait_exit(&mut agent, Duration::from_secs(5));
+    let killed = Instant::now();
+    while fifo_threads(pid) > 0 {
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "threads still SCHED_FIFO 1 s after SIGKILL: {:?}",
+            policies(pid)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn sigterm_restores_and_writes_metrics() {
+    if skip_unless_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = dir.path().join("m.json");
+    let (server, port) = start_server();
+    let pid = server.0.id();
+    let mut agent = start_agent(&[
+        "--policy".into(),
+        "fifo".into(),
+        "--pid".into(),
+        pid.to_string(),
+        "--metrics-out".into(),
+        metrics.display().to_string(),
+    ]);
+    for _ in 0..5 {
+        get(port, "/spin/1");
+    }
+    assert_eq!(fifo_threads(pid), 2);
+    signal(&agent, libc::SIGTERM);
+    let status = wait_exit(&mut agent, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    assert_eq!(fifo_threads(pid), 0, "{:?}", policies(pid));
+    let m = read_metrics(&metrics);
+    assert_eq!(m["policy"], "fifo");
+    assert_eq!(m["monitor"], "ebpf");
+    assert_eq!(m["exit_reason"], "signal");
+    assert_eq!(m["fifo_threads"], 2);
+    assert_eq!(m["requests_seen"], 5);
+    assert_eq!(m["requests_completed"], 5);
+}
+
+#[test]
+fn two_level_demotes_requests_that_outrun_their_credit() {
+    if skip_unless_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = dir.path().join("m.json");
+    let (server, port) = start_server();
+    let pid = server.0.id();
+    // S fixed at 5 ms; 15 ms requests must be demoted, 1 ms ones must not.
+    let mut agent = start_agent(&[
+        "--policy".into(),
+        "two-level".into(),
+        "--pid".into(),
+        pid.to_string(),
+        "--initial-slice-ms".into(),
+        "5".into(),
+        "--min-slice-ms".into(),
+        "5".into(),
+        "--max-slice-ms".into(),
+        "5".into(),
+        "--metrics-out".into(),
+        metrics.display().to_string(),
+    ]);
+    for _ in 0..10 {
+        get(port, "/spin/15");
+        get(port, "/spin/1");
+    }
+    signal(&agent, libc::SIGTERM);
+    assert!(wait_exit(&mut agent, Duration::from_secs(10)).success());
+    assert_eq!(fifo_threads(pid), 0, "{:?}", policies(pid));
+    let m = read_metrics(&metrics);
+    assert_eq!(m["policy"], "two-level");
+    assert_eq!(m["requests_seen"], 20);
+    assert_eq!(m["requests_completed"], 20);
+    let t = &m["transitions"];
+    assert_eq!(t["embarked"], 20, "{t}");
+    assert_eq!(t["credit_demotions"], 10, "exactly the 15 ms requests: {t}");
+    assert_eq!(t["completed_embarked"], 10, "{t}");
+    assert_eq!(t["completed_demoted"], 10, "{t}");
+    assert_eq!(m["arrival_to_fifo_us"]["summary"]["count"], 20);
+    assert_eq!(m["exhausted_to_demoted_us"]["summary"]["count"], 10);
+    assert!(m["timeline"].as_array().unwrap().len() >= 2);
+    assert_eq!(m["timeline"][0]["slice_ms"], 5.0);
+}
+
+#[test]
+fn notify_monitor_counts_the_hosts_datagrams() {
+    if skip_unless_root() {
+        return;
+    }
+    use slokit_functions::notify::{NotifyEvent, NotifyKind};
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let metrics = dir.path().join("m.json");
+    let (server, _port) = start_server();
+    let pid = server.0.id();
+    let mut agent = start_agent(&[
+        "--policy".into(),
+        "cfs".into(),
+        "--monitor".into(),
+        "notify".into(),
+        "--notify".into(),
+        sock.display().to_string(),
+        "--pid".into(),
+        pid.to_string(),
+        "--metrics-out".into(),
+        metrics.display().to_string(),
+    ]);
+    let tx = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    for conn in 0..7u64 {
+        for kind in [NotifyKind::Arrival, NotifyKind::Completion] {
+            let e = NotifyEvent {
+                kind,
+                tid: pid,
+                tgid: pid,
+                conn_id: conn,
+                ts_ns: 1,
+            };
+            tx.send_to(&e.encode(), &sock).unwrap();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&agent, libc::SIGTERM);
+    assert!(wait_exit(&mut agent, Duration::from_secs(10)).success());
+    let m = read_metrics(&metrics);
+    assert_eq!(m["monitor"], "notify");
+    assert_eq!(m["policy"], "cfs");
+    assert_eq!(m["requests_seen"], 7);
+    assert_eq!(m["requests_completed"], 7);
+}
