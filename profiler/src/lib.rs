@@ -285,7 +285,16 @@ fn run_profile(
         [median_ci.lo, median_ci.hi],
         [pct_ci.lo, pct_ci.hi],
     );
-    if sampling.stop_reason != StopReason::Precision {
+    let needed = plan.runs_before_precision_check();
+    if sampling.runs < needed {
+        warn(
+            observer,
+            format!(
+                "stopped at {} after {} runs; a p{} estimate needs ≥ {needed} (10 runs beyond it), so this deadline is rough — raise --max-time",
+                sampling.stop_reason, sampling.runs, plan.percentile
+            ),
+        );
+    } else if sampling.stop_reason != StopReason::Precision {
         warn(
             observer,
             format!(
