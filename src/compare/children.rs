@@ -3,6 +3,7 @@
 //! grace period) and reaps it, on every exit path including panics.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -17,15 +18,29 @@ pub struct ChildGuard {
 }
 
 impl ChildGuard {
-    /// Starts `cmd` (stdout piped) and waits up to `timeout` for a stdout
-    /// line starting with `ready_prefix`; returns the guard and that line.
+    /// Starts `cmd` (stdout piped; stderr appended to `log` when given) and
+    /// waits up to `timeout` for a stdout line starting with `ready_prefix`;
+    /// returns the guard and that line.
     pub fn spawn_until_ready(
         name: &str,
         mut cmd: Command,
         ready_prefix: &str,
         timeout: Duration,
+        log: Option<&Path>,
     ) -> anyhow::Result<(ChildGuard, String)> {
         cmd.stdout(Stdio::piped()).stdin(Stdio::null());
+        let where_stderr = match log {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("opening log {}", path.display()))?;
+                cmd.stderr(file);
+                format!("its log {} says why", path.display())
+            }
+            None => "its stderr above says why".to_string(),
+        };
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {name}: {cmd:?}"))?;
@@ -40,7 +55,7 @@ impl ChildGuard {
             None => {
                 let status = guard.stop(Duration::from_millis(200));
                 bail!(
-                    "{name} did not print `{ready_prefix}…` within {:.0} s ({status}); its stderr above says why",
+                    "{name} did not print `{ready_prefix}…` within {:.0} s ({status}); {where_stderr}",
                     timeout.as_secs_f64()
                 )
             }

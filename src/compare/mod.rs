@@ -220,7 +220,10 @@ pub fn run_compare(
             ..exp.two_level
         },
         work_dir: opts.out_dir.clone(),
+        log_dir: opts.out_dir.join("logs"),
     };
+    std::fs::create_dir_all(&settings.log_dir)
+        .with_context(|| format!("creating {}", settings.log_dir.display()))?;
     let overhead_us = transport_overhead_us(&settings, 50)?;
     observer.note(&format!(
         "transport overhead (idle p99 of an empty invocation): {overhead_us:.0} µs, added to every deadline"

@@ -30,6 +30,8 @@ pub struct RunSettings {
     pub two_level: TwoLevelParams,
     /// Scratch folder for agent metrics.
     pub work_dir: PathBuf,
+    /// Folder the hosts' and agents' stderr is appended to.
+    pub log_dir: PathBuf,
 }
 
 impl RunSettings {
@@ -133,11 +135,13 @@ fn start_agent(
     for (pid, ms) in &hosts.deadlines {
         cmd.args(["--deadline", &format!("{pid}={ms}")]);
     }
+    let log = s.log_dir.join(format!("agent-{}.log", policy.name()));
     let (guard, _) = ChildGuard::spawn_until_ready(
         &format!("scheduling agent ({})", policy.name()),
         cmd,
         "agent ready",
         Duration::from_secs(30),
+        Some(&log),
     )?;
     Ok(guard)
 }
