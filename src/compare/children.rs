@@ -162,7 +162,7 @@ mod tests {
             "echo starting; echo 'listening on http://x'; exec sleep 30",
         ]);
         let (mut g, line) =
-            ChildGuard::spawn_until_ready("sh", cmd, "listening on", Duration::from_secs(5))
+            ChildGuard::spawn_until_ready("sh", cmd, "listening on", Duration::from_secs(5), None)
                 .unwrap();
         assert_eq!(line, "listening on http://x");
         let pid = g.pid();
@@ -176,8 +176,20 @@ mod tests {
     fn a_child_that_never_gets_ready_is_an_error_and_is_reaped() {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "exec sleep 30"]);
-        let e = ChildGuard::spawn_until_ready("sleeper", cmd, "ready", Duration::from_millis(300))
-            .unwrap_err();
-        assert!(e.to_string().contains("sleeper did not print"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("sleeper.log");
+        let e = ChildGuard::spawn_until_ready(
+            "sleeper",
+            cmd,
+            "ready",
+            Duration::from_millis(300),
+            Some(&log),
+        )
+        .unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("sleeper did not print") && e.contains("sleeper.log"),
+            "{e}"
+        );
     }
 }

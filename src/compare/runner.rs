@@ -87,11 +87,13 @@ fn start_hosts(schedule: &Schedule, s: &RunSettings) -> anyhow::Result<Hosts> {
         .args(["--workers", &s.workers_per_host.to_string()])
         .args(["--cpus", &cpu_list(&s.function_cpus)]);
         with_affinity(&mut cmd, s.all_cpus());
+        let log = s.log_dir.join(format!("host-{}.log", f.label));
         let (guard, line) = ChildGuard::spawn_until_ready(
             &format!("host for {}", f.label),
             cmd,
             "listening on",
             Duration::from_secs(20),
+            Some(&log),
         )?;
         let base = line
             .trim_start_matches("listening on")
