@@ -188,12 +188,17 @@ mod tests {
     #[test]
     fn finds_named_threads_of_this_process() {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
         let h = std::thread::Builder::new()
             .name("fn-worker-t".into())
             .spawn(move || {
+                // The new thread names itself before running this closure;
+                // say so, or /proc may still show the old name.
+                ready_tx.send(()).unwrap();
                 let _ = rx.recv();
             })
             .unwrap();
+        ready_rx.recv().unwrap();
         let found = threads_named(std::process::id(), "fn-worker-t");
         tx.send(()).unwrap();
         h.join().unwrap();

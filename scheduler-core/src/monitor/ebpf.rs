@@ -365,6 +365,12 @@ mod tests {
             }
             // the keep-alive connections' worker threads, while they live
             let keep_alive_workers = crate::targets::threads_named(pid, "fn-worker-");
+            // they have on-CPU time in the BPF map (checked while they live:
+            // a connection's thread exits when its connection closes)
+            let now = crate::clock::monotonic_ns();
+            assert!(keep_alive_workers
+                .iter()
+                .any(|t| m.cpu_ns(*t, now).unwrap_or(0) > 0));
             for _ in 0..30 {
                 let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
                 c.write_all(request).unwrap();
@@ -392,11 +398,6 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(10));
             }
             assert_eq!(m.drops(), 0);
-            // the worker threads have on-CPU time in the BPF map
-            let workers = crate::targets::threads_named(pid, "fn-worker-");
-            assert!(!workers.is_empty());
-            let now = crate::clock::monotonic_ns();
-            assert!(workers.iter().any(|t| m.cpu_ns(*t, now).unwrap_or(0) > 0));
             (sent, changes, keep_alive_workers)
         })
         .unwrap();

@@ -1,0 +1,157 @@
+//! End-to-end tests of `slokit compare`: real hosts, the real agent (eBPF
+//! monitor, `sched_setattr`), the real load generator, a short schedule.
+//! They need root (CAP_SYS_NICE and BPF); CI runs as root.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Skips (outside CI) or fails (in CI) when not root.
+fn require_root() -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "compare tests need root in CI"
+    );
+    eprintln!("skipping: `slokit compare` needs root (SCHED_FIFO and BPF)");
+    false
+}
+
+/// A copy of the default experiment whose profiles live in `dir` (so a
+/// re-profile on another machine never touches the committed ones).
+fn experiment_in(dir: &Path) -> PathBuf {
+    let profiles = dir.join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    for f in ["auth", "aes", "video", "spin", "profile"] {
+        std::fs::copy(
+            repo().join(format!("profiles/{f}.toml")),
+            profiles.join(format!("{f}.toml")),
+        )
+        .unwrap();
+    }
+    let text = slokit::experiment::DEFAULT_EXPERIMENT
+        .replace(
+            "profiles_dir = \"profiles\"",
+            &format!("profiles_dir = {:?}", profiles.display().to_string()),
+        )
+        .replace(
+            "trace_dir = \"traces/azure2019-sample10\"",
+            &format!(
+                "trace_dir = {:?}",
+                repo()
+                    .join("traces/azure2019-sample10")
+                    .display()
+                    .to_string()
+            ),
+        );
+    let path = dir.join("experiment.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn print_default_experiment_is_the_committed_file() {
+    let out = Command::cargo_bin("slokit")
+        .unwrap()
+        .args(["compare", "--print-default-experiment"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let committed =
+        std::fs::read_to_string(repo().join("profiles/default-experiment.toml")).unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), committed);
+}
+
+#[test]
+fn bad_flags_and_bad_experiments_exit_2_naming_the_problem() {
+    let out = Command::cargo_bin("slokit")
+        .unwrap()
+        .args(["compare", "--scenario", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario `nope`"));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "seed = \"x\"\n").unwrap();
+    let out = Command::cargo_bin("slokit")
+        .unwrap()
+        .args(["compare", "--experiment"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml") && err.contains("seed"), "{err}");
+}
+
+#[test]
+fn a_short_comparison_writes_every_report_and_gates_exit_99() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let experiment = experiment_in(dir.path());
+    let out_dir = dir.path().join("out");
+    let out = Command::cargo_bin("slokit")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["compare", "--experiment"])
+        .arg(&experiment)
+        .args([
+            "--scenario",
+            "colocated",
+            "--policies",
+            "cfs,two-level",
+            "--duration",
+            "2",
+        ])
+        .args([
+            "--repetitions",
+            "1",
+            "--cooldown",
+            "0.2",
+            "--format",
+            "json",
+            "--out",
+        ])
+        .arg(&out_dir)
+        // Attainment can never exceed 1: this gate must fail.
+        .args(["--gate", "auth.slo_attainment@cfs>1.5"])
+        .timeout(std::time::Duration::from_secs(240))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(99), "stderr:\n{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is the JSON report");
+    assert_eq!(report["schema"], "slokit.compare/1");
+    for f in [
+        "report.json",
+        "report.md",
+        "report.html",
+        "comparison.json",
+        "run-colocated-cfs-0.json",
+    ] {
+        assert!(out_dir.join(f).exists(), "{f} missing");
+    }
+    let run = std::fs::read_to_string(out_dir.join("run-colocated-two-level-0.json")).unwrap();
+    let run = slokit_functions::RunRecord::from_json(&run).unwrap();
+    assert_eq!(run.policy.as_deref(), Some("two-level"));
+    assert!(run.monitor.is_some(), "the agent's monitor is named");
+    let total: u64 = run.functions.iter().map(|f| f.invocations).sum();
+    assert!(total > 0);
+    // Nothing left in a real-time class: every host has exited.
+    assert!(!stderr.contains("ignored SIGTERM"), "{stderr}");
+}
