@@ -179,3 +179,31 @@ fn bad_inputs_are_rejected_with_their_name() {
         .code(2)
         .stderr(predicate::str::contains("--rho"));
 }
+
+#[test]
+fn simulates_a_scenario_of_the_default_experiment_at_64_cpus() {
+    let out = assert_cmd::Command::cargo_bin("slokit")
+        .unwrap()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "simulate",
+            "--experiment",
+            "default",
+            "--scenario",
+            "azure",
+            "--cpus",
+            "64",
+        ])
+        .args(["--policy", "srpt,two-level"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let all = format!("{stdout}{stderr}");
+    assert!(all.contains("64 CPU"), "{all}");
+    assert!(
+        stdout.contains("azure-") && stdout.contains("two-level"),
+        "{stdout}"
+    );
+}

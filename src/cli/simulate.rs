@@ -40,10 +40,18 @@ struct SimArgs {
     #[arg(long, value_delimiter = ',', default_value = "fifo,ps,two-level,srpt")]
     policy: Vec<String>,
     /// Arrival schedule JSON (as `slokit loadgen --dump-schedule` writes).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["mix", "rho", "rate", "arrivals"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["mix", "rho", "rate", "arrivals", "experiment"])]
     schedule: Option<PathBuf>,
+    /// A scenario of an experiment file, as `slokit compare` runs it
+    /// (`default` = the embedded default experiment); load scaled to --cpus,
+    /// service times from the profiles.
+    #[arg(long, value_name = "FILE|default", conflicts_with_all = ["mix", "rho", "rate", "arrivals"])]
+    experiment: Option<String>,
+    /// Scenario of --experiment (default: its first).
+    #[arg(long, requires = "experiment")]
+    scenario: Option<String>,
     /// Built-in Poisson mix, LABEL:WEIGHT,... (e.g. auth:0.9,video:0.1).
-    #[arg(long, required_unless_present = "schedule")]
+    #[arg(long, required_unless_present_any = ["schedule", "experiment"])]
     mix: Option<String>,
     /// Service times, LABEL=SPEC,...; a SPEC without LABEL= applies to
     /// every function without its own. Wins over the schedule's
@@ -126,10 +134,37 @@ impl Options {
         if a.timeline.is_some() && !policies.contains(&SimPolicy::TwoLevel) {
             bail!("--timeline records the two-level policy: add two-level to --policy");
         }
-        let model = ServiceModel::from_specs(a.service.iter().map(String::as_str))?;
+        let mut model = ServiceModel::from_specs(a.service.iter().map(String::as_str))?;
         let deadlines = parse_label_durations(a.deadline.iter().map(String::as_str))?;
 
+        let from_experiment = match &a.experiment {
+            None => None,
+            Some(which) => {
+                let exp = if which == "default" {
+                    slokit::experiment::Experiment::default_experiment()
+                } else {
+                    slokit::experiment::Experiment::load(std::path::Path::new(which))?
+                };
+                let scenario = a
+                    .scenario
+                    .clone()
+                    .unwrap_or_else(|| exp.scenarios[0].name.clone());
+                let root = std::env::current_dir().context("reading the current directory")?;
+                let (schedule, exp_model) = slokit::compare::scenario_for_simulation(
+                    &exp,
+                    &scenario,
+                    a.cpus as usize,
+                    &root,
+                    &mut slokit_profiler::NoopObserver,
+                )?;
+                if a.service.is_empty() {
+                    model = exp_model;
+                }
+                Some(schedule)
+            }
+        };
         let schedule = match (&a.schedule, &a.mix) {
+            _ if from_experiment.is_some() => from_experiment.expect("checked"),
             (Some(path), _) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read schedule {}", path.display()))?;

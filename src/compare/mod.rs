@@ -114,6 +114,35 @@ fn service_model(
     Ok(model)
 }
 
+/// The schedule and service model of one scenario of `exp` on a model of
+/// `cpus` CPUs — what `slokit simulate --experiment` replays. Profiles are
+/// loaded (or derived when missing or stale) exactly as `compare` does.
+pub fn scenario_for_simulation(
+    exp: &Experiment,
+    scenario: &str,
+    cpus: usize,
+    root: &Path,
+    observer: &mut dyn slokit_profiler::Observer,
+) -> anyhow::Result<(Schedule, ServiceModel)> {
+    let mut exp = exp.clone();
+    exp.select_scenarios(&[scenario.to_string()])
+        .map_err(anyhow::Error::msg)?;
+    let catalogue = Catalogue::builtin(&CatalogueConfig::default());
+    let measure_cpu = online_cpus() - 1;
+    let profiled = profiles::ensure_profiles(&exp, root, &catalogue, measure_cpu, false, observer)?;
+    let facts: HashMap<String, ServiceFacts> =
+        profiled.iter().map(|(l, p)| (l.clone(), p.facts)).collect();
+    let schedule = scenario_schedule(
+        &exp.scenarios[0],
+        &facts,
+        cpus,
+        exp.seed,
+        exp.trace_deadline_slack,
+        root,
+    )?;
+    Ok((schedule, service_model(&profiled)?))
+}
+
 /// The simulated runs of `schedule` on `cpus` CPUs: SRPT (the bound), PS
 /// (the model of CFS), FIFO and two-level.
 pub fn simulated_bounds(
