@@ -74,25 +74,6 @@ fn online_cpus() -> usize {
     Environment::probe().logical_cpus
 }
 
-/// Pins the calling thread (and the threads it starts later) to `cpus`.
-fn pin_current_thread(cpus: &[usize]) -> anyhow::Result<()> {
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it; pid 0 is the
-    // calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &c in cpus {
-            libc::CPU_SET(c, &mut set);
-        }
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            anyhow::bail!(
-                "cannot pin slokit to CPUs {cpus:?}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-    Ok(())
-}
-
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -226,7 +207,8 @@ pub fn run_compare(
     }
     // Profiles measure on a function CPU; from here on slokit itself (the
     // load generator) stays on the other CPUs.
-    pin_current_thread(&agent_cpus)?;
+    slokit_functions::host::pin_current_thread(&agent_cpus)
+        .with_context(|| format!("cannot pin slokit to CPUs {agent_cpus:?}"))?;
     let facts: HashMap<String, ServiceFacts> =
         profiled.iter().map(|(l, p)| (l.clone(), p.facts)).collect();
     let model = service_model(&profiled)?;
