@@ -103,11 +103,7 @@ pub fn thread_in_process(tgid: u32, tid: u32) -> bool {
     unsafe { libc::syscall(libc::SYS_tgkill, tgid as libc::pid_t, tid as libc::pid_t, 0) == 0 }
 }
 
-/// The calling thread's id.
-pub fn gettid() -> u32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() as u32 }
-}
+pub use slokit_functions::host::gettid;
 
 #[cfg(test)]
 mod tests {

@@ -99,35 +99,10 @@ pub fn schedstat_cpu_ns(pid: u32, tid: u32) -> Option<u64> {
     s.split_whitespace().next()?.parse().ok()
 }
 
-/// Parses a CPU list such as `1`, `0,2` or `1-3,6`.
+/// Parses a CPU list such as `1`, `0,2` or `1-3,6` — the host's parser
+/// (`slokit_functions::host::parse_cpu_list`), with the agent's error type.
 pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, SchedError> {
-    let bad = || {
-        SchedError::Config(format!(
-            "invalid CPU list `{s}` (expected e.g. `1`, `0,2`, `1-3`)"
-        ))
-    };
-    let mut cpus = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (usize, usize) = (
-                    a.trim().parse().map_err(|_| bad())?,
-                    b.trim().parse().map_err(|_| bad())?,
-                );
-                if a > b {
-                    return Err(bad());
-                }
-                cpus.extend(a..=b);
-            }
-            None => cpus.push(part.parse().map_err(|_| bad())?),
-        }
-    }
-    if cpus.is_empty() {
-        return Err(bad());
-    }
-    cpus.sort_unstable();
-    cpus.dedup();
-    Ok(cpus)
+    slokit_functions::host::parse_cpu_list(s).map_err(|e| SchedError::Config(e.to_string()))
 }
 
 /// CPUs online on this machine.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use slokit_functions::host::format_cpu_list as cpu_list;
 use slokit_functions::record::TimelinePoint;
 use slokit_functions::{RunRecord, Schedule};
 use slokit_loadgen::{ClientConfig, Reporter};
@@ -53,13 +54,6 @@ pub struct RunOutput {
     pub record: RunRecord,
     pub timeline: Vec<TimelinePoint>,
     pub agent: Option<AgentMetrics>,
-}
-
-fn cpu_list(cpus: &[usize]) -> String {
-    cpus.iter()
-        .map(usize::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// A running host per schedule function, keyed by label.

@@ -295,19 +295,6 @@ fn raise_nofile_limit() {
     }
 }
 
-fn pin_current_thread(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays within
-    // it for cpu < CPU_SETSIZE, checked here.
-    unsafe {
-        if cpu >= libc::CPU_SETSIZE as usize {
-            return;
-        }
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 fn validate(schedule: &Schedule, cfg: &ClientConfig) -> Result<(), LoadgenError> {
     schedule.validate().map_err(LoadgenError::Schedule)?;
     if cfg.threads == 0 || cfg.threads > 64 {
@@ -392,7 +379,8 @@ pub fn run_blocking(
                 .name(format!("loadgen-{id}"))
                 .spawn_scoped(scope, move || {
                     if let Some(cpu) = cpu {
-                        pin_current_thread(cpu);
+                        // Best effort: an unavailable CPU leaves the thread unpinned.
+                        let _ = slokit_functions::host::pin_current_thread(&[cpu]);
                     }
                     shard::run_shard(input)
                 });
