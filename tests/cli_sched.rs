@@ -424,3 +424,111 @@ fn notify_monitor_counts_the_hosts_datagrams() {
     assert_eq!(m["requests_seen"], 7);
     assert_eq!(m["requests_completed"], 7);
 }
+
+/// A cgroup v2 directory made for one test; on drop its remaining members
+/// go back to the root cgroup and the directory is removed.
+struct TestCgroup {
+    dir: std::path::PathBuf,
+}
+
+impl TestCgroup {
+    fn new(name: &str) -> TestCgroup {
+        let dir = slokit_sched::targets::cgroup2_root().join(name);
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        TestCgroup { dir }
+    }
+
+    fn add(&self, pid: u32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let root = self.dir.parent().unwrap().join("cgroup.procs");
+        if let Ok(procs) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
+            for pid in procs.lines() {
+                let _ = std::fs::write(&root, pid);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[test]
+fn cgroup_members_are_targets_including_ones_that_join_later() {
+    if skip_unless_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = dir.path().join("m.json");
+    // Declared first, dropped last: the servers are gone before rmdir.
+    let name = format!("slokit-test-{}", std::process::id());
+    let cgroup = TestCgroup::new(&name);
+    let (first, _) = start_server();
+    let (second, _) = start_server();
+    let outsider = start_server();
+    cgroup.add(first.0.id());
+    // A relative path is resolved under the cgroup v2 mount.
+    let mut agent = start_agent(&[
+        "--policy".into(),
+        "fifo".into(),
+        "--cgroup".into(),
+        name.clone(),
+        "--summary-every".into(),
+        "0".into(),
+        "--metrics-out".into(),
+        metrics.display().to_string(),
+    ]);
+    assert_eq!(
+        fifo_threads(first.0.id()),
+        2,
+        "{:?}",
+        policies(first.0.id())
+    );
+    // The agent rescans its cgroups once a second.
+    cgroup.add(second.0.id());
+    let joined = Instant::now();
+    while fifo_threads(second.0.id()) < 2 {
+        assert!(
+            joined.elapsed() < Duration::from_secs(5),
+            "a process that joined the cgroup was not scheduled: {:?}",
+            policies(second.0.id())
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        fifo_threads(outsider.0 .0.id()),
+        0,
+        "only members are touched"
+    );
+    signal(&agent, libc::SIGTERM);
+    let status = wait_exit(&mut agent, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        fifo_threads(first.0.id()),
+        0,
+        "{:?}",
+        policies(first.0.id())
+    );
+    assert_eq!(
+        fifo_threads(second.0.id()),
+        0,
+        "{:?}",
+        policies(second.0.id())
+    );
+    let m = read_metrics(&metrics);
+    assert_eq!(m["fifo_threads"], 4);
+    let targets: Vec<u64> = m["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect();
+    assert!(
+        targets.contains(&(first.0.id() as u64)) && targets.contains(&(second.0.id() as u64)),
+        "{targets:?}"
+    );
+    drop((first, second, outsider));
+    drop(cgroup);
+}

@@ -264,9 +264,13 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
     let choice = cfg.monitor;
     let notify_path = cfg.notify_path.clone();
     let mut monitor_note = None;
-    // Only two-level decides per event; the baselines drain on the tick.
+    // Only two-level decides per event and meters credit in on-CPU time;
+    // the baselines only count requests, so they drain the ring on the tick
+    // and skip the sched_switch accounting (the monitor's largest cost).
+    let two_level = cfg.policy == Policy::TwoLevel;
     let ebpf_opts = EbpfOptions {
-        wakeup: cfg.policy == Policy::TwoLevel,
+        wakeup: two_level,
+        track_cpu: two_level,
         ..EbpfOptions::default()
     };
     let outcome = {

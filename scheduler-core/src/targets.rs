@@ -51,13 +51,31 @@ fn stat_fields(stat: &str) -> Option<Vec<&str>> {
     Some(rest.split(' ').collect())
 }
 
-/// The processes of cgroup `path` (cgroup v2 `cgroup.procs`); a relative
-/// path is taken under /sys/fs/cgroup.
+/// Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup on unified
+/// systems, /sys/fs/cgroup/unified on hybrid ones (read from /proc/self/mounts).
+pub fn cgroup2_root() -> PathBuf {
+    std::fs::read_to_string("/proc/self/mounts")
+        .ok()
+        .and_then(|mounts| cgroup2_mount_in(&mounts))
+        .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
+}
+
+fn cgroup2_mount_in(mounts: &str) -> Option<PathBuf> {
+    mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_source, target, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+        (fstype == "cgroup2").then(|| PathBuf::from(target))
+    })
+}
+
+/// The processes of cgroup `path` (its `cgroup.procs`; v2, or any v1
+/// hierarchy given by absolute path); a relative path is taken under the
+/// cgroup v2 mount ([`cgroup2_root`]).
 pub fn cgroup_procs(path: &Path) -> Result<Vec<u32>, SchedError> {
     let dir: PathBuf = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        Path::new("/sys/fs/cgroup").join(path)
+        cgroup2_root().join(path)
     };
     let file = dir.join("cgroup.procs");
     let text = std::fs::read_to_string(&file).map_err(|source| SchedError::Io {
@@ -118,6 +136,23 @@ pub fn online_cpus() -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_cgroup2_mount_on_unified_and_hybrid_systems() {
+        let unified = "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid 0 0\n";
+        let hybrid = "tmpfs /sys/fs/cgroup tmpfs rw 0 0\n\
+                      cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n\
+                      cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n";
+        assert_eq!(
+            cgroup2_mount_in(unified),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
+        assert_eq!(
+            cgroup2_mount_in(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(cgroup2_mount_in("proc /proc proc rw 0 0\n"), None);
+    }
 
     #[test]
     fn refuses_init_self_and_kernel_threads() {

@@ -112,12 +112,15 @@ pub fn with_ebpf_monitor<R>(
     rodata.inet_only = opts.inet_only;
     rodata.track_cpu = opts.track_cpu;
     rodata.wakeup = opts.wakeup;
+    // Without CPU accounting the sched_switch program is not even loaded:
+    // it would run on every context switch of the machine for nothing.
+    open.progs.slokit_switch.set_autoload(opts.track_cpu);
     let mut skel = open
         .load()
         .map_err(|e| bpf_error("cannot load the BPF programs", e))?;
     skel.attach().map_err(|e| {
         bpf_error(
-            "cannot attach tp_btf/sock_recv_length, sock_send_length, sched_switch",
+            "cannot attach tp_btf/sock_recv_length, sock_send_length (and sched_switch)",
             e,
         )
     })?;
@@ -311,6 +314,20 @@ mod tests {
 
     #[test]
     fn sees_every_loopback_request_once() {
+        sees_every_loopback_request_once_with(EbpfOptions::default());
+    }
+
+    /// The baselines' monitor: no wake-ups, no sched_switch program.
+    #[test]
+    fn sees_every_loopback_request_once_without_cpu_tracking_or_wakeups() {
+        sees_every_loopback_request_once_with(EbpfOptions {
+            wakeup: false,
+            track_cpu: false,
+            ..EbpfOptions::default()
+        });
+    }
+
+    fn sees_every_loopback_request_once_with(opts: EbpfOptions) {
         if skip_without_bpf() {
             return;
         }
@@ -339,7 +356,7 @@ mod tests {
         };
         let pid = server.0.id();
 
-        let changes = with_ebpf_monitor(EbpfOptions::default(), |m| {
+        let changes = with_ebpf_monitor(opts, |m| {
             m.add_target(pid).unwrap();
             // 3 keep-alive connections × 40 requests + 30 one-shot connections
             let mut sent = 0;
@@ -368,9 +385,15 @@ mod tests {
             // they have on-CPU time in the BPF map (checked while they live:
             // a connection's thread exits when its connection closes)
             let now = crate::clock::monotonic_ns();
-            assert!(keep_alive_workers
-                .iter()
-                .any(|t| m.cpu_ns(*t, now).unwrap_or(0) > 0));
+            if opts.track_cpu {
+                assert!(keep_alive_workers
+                    .iter()
+                    .any(|t| m.cpu_ns(*t, now).unwrap_or(0) > 0));
+            } else {
+                assert!(keep_alive_workers
+                    .iter()
+                    .all(|t| m.cpu_ns(*t, now).is_none()));
+            }
             for _ in 0..30 {
                 let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
                 c.write_all(request).unwrap();
