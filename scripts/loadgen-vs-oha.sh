@@ -7,8 +7,10 @@
 #
 # Env: OHA=/path/to/oha (else PATH, else `cargo install oha --locked` into
 # $OHA_ROOT, default /tmp/oha-root — that compile takes several minutes),
-# PORT (18099), RATE (10000), MODERATE (2000), CONCURRENCY (64),
-# SECONDS_RUN (10), MEM_SECONDS (60), NICE (-20: both processes get
+# PORT (18099, and PORT+1 for check 3's server), RATE (10000), MODERATE
+# (2000), DELAY_US (5000: check 3's server reply time), ROUNDS (3: check 3's
+# alternating rounds), CONCURRENCY (64), SECONDS_RUN (10), MEM_SECONDS (60;
+# the issue's figure is 600), NICE (-20: both processes get
 # priority over other work on a shared machine; 0 to disable).
 # Everything runs on loopback, bounded in time; the server is stopped on exit.
 set -euo pipefail
@@ -22,6 +24,8 @@ SECONDS_RUN=${SECONDS_RUN:-10}
 MEM_SECONDS=${MEM_SECONDS:-60}
 NICE=${NICE:--20}
 CHECKS=${CHECKS:-1 2 3 4}
+DELAY_US=${DELAY_US:-5000}
+ROUNDS=${ROUNDS:-3}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=$(mktemp -d /tmp/loadgen-vs-oha.XXXXXX)
 
@@ -90,18 +94,35 @@ if [[ " $CHECKS " == *" 2 "* ]]; then
 fi
 
 if [[ " $CHECKS " == *" 3 "* ]]; then
-  echo "## (3) latency at $MODERATE/s for ${SECONDS_RUN} s (oha latency-corrected)"
-  ocmd=("$OHA" -z "${SECONDS_RUN}s" -q "$MODERATE" --latency-correction -c 16 --no-tui --output-format json "$URL/invoke/spin")
-  run "${ocmd[@]}" >"$OUT/oha-mod.json" 2>"$OUT/oha-mod.err" || true
-  scmd=("$SLOKIT" loadgen --rate "$MODERATE" --process constant --duration "${SECONDS_RUN}s" --connections 16 --target "$URL" --out "$OUT/slokit-mod.json" -q)
-  run "${scmd[@]}" >"$OUT/slokit-mod.txt" 2>&1 || true
-  o50=$(field "$OUT/oha-mod.json" 'r["latencyPercentiles"]["p50"]*1e6')
-  o99=$(field "$OUT/oha-mod.json" 'r["latencyPercentiles"]["p99"]*1e6')
-  s50=$(field "$OUT/slokit-mod.json" 'r["functions"][0]["response_us"]["p50"]')
-  s99=$(field "$OUT/slokit-mod.json" 'r["functions"][0]["response_us"]["p99"]')
-  echo "oha:    p50 $o50 µs, p99 $o99 µs   (nice -n $NICE ${ocmd[*]})"
-  echo "slokit: p50 $s50 µs, p99 $s99 µs   (nice -n $NICE ${scmd[*]})"
-  python3 -c "print('slokit/oha: p50 %.2f, p99 %.2f' % ($s50/$o50, $s99/$o99))"
+  # A second server whose replies take DELAY_US in parallel (no queueing):
+  # latency is then the server's, not the two clients' µs-scale overheads.
+  # Rounds alternate oha / slokit; the medians of the rounds are compared.
+  nice -n "$NICE" "$SERVER" "$((PORT + 1))" 1 "$DELAY_US" 2>"$OUT/server-delay.log" &
+  DELAY_PID=$!
+  trap 'kill $SERVER_PID $DELAY_PID 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+  for _ in $(seq 50); do
+    (exec 3<>/dev/tcp/127.0.0.1/$((PORT + 1))) 2>/dev/null && break
+    sleep 0.1
+  done
+  DURL=http://127.0.0.1:$((PORT + 1))
+  echo "## (3) latency at $MODERATE/s, server delay $DELAY_US µs, $ROUNDS alternating rounds of ${SECONDS_RUN} s (oha latency-corrected)"
+  ocmd=("$OHA" -z "${SECONDS_RUN}s" -q "$MODERATE" --latency-correction -c 16 --no-tui --output-format json "$DURL/invoke/spin")
+  scmd=("$SLOKIT" loadgen --rate "$MODERATE" --process constant --duration "${SECONDS_RUN}s" --connections 16 --target "$DURL" -q)
+  O50=(); O99=(); S50=(); S99=()
+  for r in $(seq "$ROUNDS"); do
+    run "${ocmd[@]}" >"$OUT/oha-mod-$r.json" 2>"$OUT/oha-mod-$r.err" || true
+    run "${scmd[@]}" --out "$OUT/slokit-mod-$r.json" >"$OUT/slokit-mod-$r.txt" 2>&1 || true
+    O50+=("$(field "$OUT/oha-mod-$r.json" 'r["latencyPercentiles"]["p50"]*1e6')")
+    O99+=("$(field "$OUT/oha-mod-$r.json" 'r["latencyPercentiles"]["p99"]*1e6')")
+    S50+=("$(field "$OUT/slokit-mod-$r.json" 'r["functions"][0]["response_us"]["p50"]')")
+    S99+=("$(field "$OUT/slokit-mod-$r.json" 'r["functions"][0]["response_us"]["p99"]')")
+    printf 'round %d: oha p50 %.1f p99 %.1f µs; slokit p50 %.1f p99 %.1f µs\n' "$r" "${O50[-1]}" "${O99[-1]}" "${S50[-1]}" "${S99[-1]}"
+  done
+  median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+  o50=$(median "${O50[@]}"); o99=$(median "${O99[@]}"); s50=$(median "${S50[@]}"); s99=$(median "${S99[@]}")
+  echo "oha:    median p50 $o50 µs, p99 $o99 µs   (nice -n $NICE ${ocmd[*]})"
+  echo "slokit: median p50 $s50 µs, p99 $s99 µs   (nice -n $NICE ${scmd[*]} --out FILE)"
+  python3 -c "print('slokit/oha: p50 %.3f, p99 %.3f' % ($s50/$o50, $s99/$o99))"
   echo
 fi
 

@@ -153,6 +153,17 @@ fn profile_rejects_unknown_functions_and_bad_flags_with_exit_2() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--priority"));
+    // Above 90 % busy the measured thread would meet RT throttling.
+    slokit()
+        .args(["profile", "spin", "--duty-cycle", "95%"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--duty-cycle"));
+    slokit()
+        .args(["profile", "spin", "--batch-ms", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--batch-ms"));
 }
 
 #[test]

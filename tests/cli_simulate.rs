@@ -88,6 +88,13 @@ fn out_writes_simulated_run_records_deterministically() {
 #[test]
 fn schedule_file_with_timeline() {
     let dir = tempfile::tempdir().unwrap();
+    let mut extras = Vec::new();
+    let arrivals = (0..2000u64)
+        .map(|i| {
+            let service_us = (i % 10 == 0).then_some(5_000.0);
+            Arrival::with_extra(i * 1_000_000, 0, &mut extras, None, service_us)
+        })
+        .collect();
     let schedule = Schedule {
         source: "test file".into(),
         seed: 5,
@@ -98,14 +105,8 @@ fn schedule_file_with_timeline() {
             service_us: None,
             deadline_us: None,
         }],
-        arrivals: (0..2000u64)
-            .map(|i| Arrival {
-                at_ns: i * 1_000_000,
-                function: 0,
-                params: None,
-                service_us: (i % 10 == 0).then_some(5_000.0),
-            })
-            .collect(),
+        arrivals,
+        extras,
     };
     let path = dir.path().join("schedule.json");
     std::fs::write(&path, serde_json::to_string(&schedule).unwrap()).unwrap();

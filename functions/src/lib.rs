@@ -20,7 +20,7 @@ pub mod video;
 pub use catalogue::{Catalogue, CatalogueConfig, Function, FunctionInfo, InvokeError, ParamInfo};
 pub use environment::Environment;
 pub use record::{FunctionRecorder, FunctionStats, Outcome, RunRecord, Sample};
-pub use schedule::{Arrival, Schedule, ScheduledFunction};
+pub use schedule::{Arrival, ArrivalExtra, Schedule, ScheduledFunction};
 
 /// The slokit version, stamped into every record and report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

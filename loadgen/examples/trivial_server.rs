@@ -1,9 +1,15 @@
 //! A trivial HTTP/1.1 server for load-generator benchmarks: answers every
-//! request with 200 "ok" (and an `x-slokit-exec-us: 0` header), keep-alive,
+//! request with 200 "ok" (and an `x-slokit-exec-us` header), keep-alive,
 //! on loopback. `cargo run --release -p slokit-loadgen --example
-//! trivial_server -- [PORT] [THREADS]` (defaults: 8099, 1 thread).
+//! trivial_server -- [PORT] [THREADS] [DELAY_US]` (defaults: 8099, 1
+//! thread, no delay). With DELAY_US each reply waits that long in a
+//! blocking-pool thread (`thread::sleep`, hrtimer precision), requests in
+//! parallel: a server with a known, queue-free service time, so two load
+//! generators' latency figures can be compared without their own
+//! microsecond overheads dominating.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -13,11 +19,14 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
-async fn ok(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn ok(req: Request<Incoming>, delay: Duration) -> Result<Response<Full<Bytes>>, Infallible> {
     // Read the request body so the connection can be kept alive.
     let _ = req.into_body().collect().await;
+    if !delay.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(delay)).await;
+    }
     Ok(Response::builder()
-        .header("x-slokit-exec-us", "0")
+        .header("x-slokit-exec-us", delay.as_micros().to_string())
         .body(Full::new(Bytes::from_static(b"ok")))
         .expect("static response"))
 }
@@ -30,6 +39,10 @@ fn main() -> std::io::Result<()> {
     let threads: usize = args
         .next()
         .map_or(1, |t| t.parse().expect("THREADS is a number"));
+    let delay = Duration::from_micros(
+        args.next()
+            .map_or(0, |d| d.parse().expect("DELAY_US is a number")),
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
@@ -37,7 +50,9 @@ fn main() -> std::io::Result<()> {
     rt.block_on(async move {
         #[allow(unreachable_code)]
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        eprintln!("trivial_server listening on http://127.0.0.1:{port} ({threads} threads)");
+        eprintln!(
+            "trivial_server listening on http://127.0.0.1:{port} ({threads} threads, delay {delay:?})"
+        );
         loop {
             let stream = match listener.accept().await {
                 Ok((s, _)) => s,
@@ -51,7 +66,7 @@ fn main() -> std::io::Result<()> {
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service_fn(ok))
+                    .serve_connection(TokioIo::new(stream), service_fn(move |r| ok(r, delay)))
                     .await;
             });
         }

@@ -220,13 +220,9 @@ pub fn process_schedule(spec: &ProcessSpec) -> Result<Schedule, LoadgenError> {
         functions: vec![spec.function.clone()],
         arrivals: times
             .into_iter()
-            .map(|at_ns| Arrival {
-                at_ns,
-                function: 0,
-                params: None,
-                service_us: None,
-            })
+            .map(|at_ns| Arrival::new(at_ns, 0))
             .collect(),
+        extras: Vec::new(),
     };
     Ok(schedule)
 }

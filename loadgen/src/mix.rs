@@ -131,12 +131,7 @@ pub fn mix_schedule(spec: &MixSpec) -> Result<Schedule, LoadgenError> {
     let mut t = exp.sample(&mut rng);
     while t < spec.duration_s {
         let function = weights.sample(&mut rng) as u32;
-        arrivals.push(Arrival {
-            at_ns: (t * 1e9).round() as u64,
-            function,
-            params: None,
-            service_us: None,
-        });
+        arrivals.push(Arrival::new((t * 1e9).round() as u64, function));
         t += exp.sample(&mut rng);
     }
     let functions: Vec<ScheduledFunction> = spec
@@ -165,6 +160,7 @@ pub fn mix_schedule(spec: &MixSpec) -> Result<Schedule, LoadgenError> {
         seed: spec.seed,
         functions,
         arrivals,
+        extras: Vec::new(),
     };
     schedule.validate().map_err(LoadgenError::Schedule)?;
     Ok(schedule)

@@ -110,13 +110,9 @@ fn schedule(functions: Vec<ScheduledFunction>, n: usize, gap_us: u64) -> Schedul
         seed: 0,
         functions,
         arrivals: (0..n)
-            .map(|i| Arrival {
-                at_ns: i as u64 * gap_us * 1000,
-                function: i as u32 % k,
-                params: None,
-                service_us: None,
-            })
+            .map(|i| Arrival::new(i as u64 * gap_us * 1000, i as u32 % k))
             .collect(),
+        extras: Vec::new(),
     }
 }
 

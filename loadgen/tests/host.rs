@@ -43,15 +43,13 @@ fn spin_on_the_real_host_is_fully_accounted() {
         function("bad", "spin", json!({"ms": -1}), 1_000_000.0),
     ];
     let arrivals = (0..210u64)
-        .map(|i| Arrival {
-            at_ns: i * 20_000_000 / 2,
-            function: match i % 7 {
+        .map(|i| {
+            let function = match i % 7 {
                 5 => 1,
                 6 => 2,
                 _ => 0,
-            },
-            params: None,
-            service_us: None,
+            };
+            Arrival::new(i * 20_000_000 / 2, function)
         })
         .collect();
     let schedule = Schedule {
@@ -59,6 +57,7 @@ fn spin_on_the_real_host_is_fully_accounted() {
         seed: 0,
         functions,
         arrivals,
+        extras: Vec::new(),
     };
     let cfg = ClientConfig {
         target: Some(url),

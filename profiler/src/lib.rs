@@ -330,6 +330,7 @@ fn run_profile(
             cpu_in_isolcpus: system.cpu_isolated,
             cpu_in_nohz_full: system.cpu_nohz_full,
             duty_cycle: plan.duty_cycle,
+            batch_ms: Some(plan.batch_target.as_secs_f64() * 1e3),
         },
         SamplingSection {
             warmup_runs: sampling.warmup_runs,

@@ -212,6 +212,10 @@ pub struct IsolationSection {
     pub cpu_in_nohz_full: bool,
     /// Largest busy share of wall time the measured thread was allowed.
     pub duty_cycle: f64,
+    /// Busy time of one batch of back-to-back runs between rests, ms
+    /// (absent in profiles written before the field existed).
+    #[serde(default)]
+    pub batch_ms: Option<f64>,
 }
 
 /// How long sampling ran and why it stopped.
@@ -645,6 +649,7 @@ pub(crate) mod tests {
                 cpu_in_isolcpus: false,
                 cpu_in_nohz_full: false,
                 duty_cycle: 0.5,
+                batch_ms: Some(2.0),
             },
             SamplingSection {
                 warmup_runs: 10,

@@ -60,6 +60,14 @@ pub struct MeasureArgs {
     /// Maximum time per function, seconds (warm-up included).
     #[arg(long, default_value_t = 12.0)]
     pub max_time: f64,
+    /// Largest share of wall time the measurement thread may be busy
+    /// (0 < d ≤ 0.9): it rests between batches so SCHED_FIFO never meets
+    /// the kernel's RT throttling (95 % of each second).
+    #[arg(long, default_value = "50%", value_parser = parse_fraction)]
+    pub duty_cycle: f64,
+    /// Busy time of one batch of back-to-back runs before a rest, ms.
+    #[arg(long, default_value_t = 2.0)]
+    pub batch_ms: f64,
     /// Longest one batch of runs may take, seconds, before it is abandoned.
     #[arg(long, default_value_t = 60.0)]
     pub timeout: f64,
@@ -84,6 +92,16 @@ impl MeasureArgs {
             "--timeout must be a positive number of seconds, got {}",
             self.timeout
         );
+        anyhow::ensure!(
+            self.duty_cycle > 0.0 && self.duty_cycle <= 0.9,
+            "--duty-cycle must be in (0, 0.9] (RT throttling takes 5 % of every second), got {}",
+            self.duty_cycle
+        );
+        anyhow::ensure!(
+            self.batch_ms.is_finite() && self.batch_ms > 0.0 && self.batch_ms <= 500.0,
+            "--batch-ms must be in (0, 500], got {}",
+            self.batch_ms
+        );
         let s = Settings {
             cpu: self.cpu,
             priority: self.priority,
@@ -94,6 +112,8 @@ impl MeasureArgs {
                 max_time: Duration::from_secs_f64(self.max_time),
                 precision: self.precision,
                 seed: self.seed,
+                duty_cycle: self.duty_cycle,
+                batch_target: Duration::from_secs_f64(self.batch_ms / 1e3),
                 ..SamplingPlan::default()
             },
             timeout: Duration::from_secs_f64(self.timeout),

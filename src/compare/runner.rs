@@ -221,13 +221,9 @@ pub fn transport_overhead_us(s: &RunSettings, samples: usize) -> anyhow::Result<
             deadline_us: None,
         }],
         arrivals: (0..samples as u64)
-            .map(|i| Arrival {
-                at_ns: i * 4_000_000,
-                function: 0,
-                params: None,
-                service_us: None,
-            })
+            .map(|i| Arrival::new(i * 4_000_000, 0))
             .collect(),
+        extras: Vec::new(),
     };
     let mut hosts = start_hosts(&schedule, s)?;
     let cfg = ClientConfig {

@@ -171,7 +171,7 @@ pub fn truncate(schedule: &mut Schedule, duration_s: f64) {
 pub fn set_trace_deadlines(schedule: &mut Schedule, slack: f64) {
     let mut per_function: Vec<Vec<f64>> = vec![Vec::new(); schedule.functions.len()];
     for a in &schedule.arrivals {
-        if let Some(s) = a.service_us {
+        if let Some(s) = schedule.own_service_us(a) {
             per_function[a.function as usize].push(s);
         }
     }
@@ -247,17 +247,15 @@ mod tests {
             service_us: None,
             deadline_us: None,
         };
-        let a = |t: u64, i: u32| Arrival {
-            at_ns: t,
-            function: i,
-            params: None,
-            service_us: Some(1.0),
-        };
+        let mut extras = Vec::new();
+        let mut a = |t: u64, i: u32| Arrival::with_extra(t, i, &mut extras, None, Some(1.0));
+        let arrivals = vec![a(1, 2), a(2, 0), a(5_000_000_000, 1)];
         let mut s = Schedule {
             source: "t".into(),
             seed: 0,
             functions: vec![f("a"), f("b"), f("c")],
-            arrivals: vec![a(1, 2), a(2, 0), a(5_000_000_000, 1)],
+            arrivals,
+            extras,
         };
         truncate(&mut s, 1.0);
         assert_eq!(

@@ -477,7 +477,7 @@ async fn shard_main(input: ShardInput<'_>) -> ShardResult {
         }
         let function = arrival.function;
         let service_us = schedule.service_us(arrival);
-        let body = match &arrival.params {
+        let body = match schedule.own_params(arrival) {
             None => sh.plan.bodies[function as usize].clone(),
             Some(p) => Bytes::from(serde_json::to_vec(p).expect("JSON values serialise")),
         };

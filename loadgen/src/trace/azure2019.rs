@@ -217,6 +217,7 @@ pub fn schedule(dir: &Path, opts: &Azure2019Options) -> Result<Schedule, Loadgen
     let mut functions: Vec<ScheduledFunction> = Vec::new();
     let mut labels = HashSet::new();
     let mut arrivals: Vec<Arrival> = Vec::new();
+    let mut extras = Vec::new();
     let mut times = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| csv_error(path, e))?;
@@ -249,12 +250,13 @@ pub fn schedule(dir: &Path, opts: &Azure2019Options) -> Result<Schedule, Loadgen
             let minute_ns = k as u64 * 60_000_000_000;
             for t in &times {
                 let ms = pct.at(rng.random::<f64>()).min(cap);
-                arrivals.push(Arrival {
-                    at_ns: minute_ns + t,
-                    function: index,
-                    params: Some(json!({ "ms": ms })),
-                    service_us: Some(ms * 1e3),
-                });
+                arrivals.push(Arrival::with_extra(
+                    minute_ns + t,
+                    index,
+                    &mut extras,
+                    Some(json!({ "ms": ms })),
+                    Some(ms * 1e3),
+                ));
             }
             count += times.len();
         }
@@ -292,6 +294,7 @@ pub fn schedule(dir: &Path, opts: &Azure2019Options) -> Result<Schedule, Loadgen
         seed: opts.seed,
         functions,
         arrivals,
+        extras,
     };
     schedule.validate().map_err(LoadgenError::Schedule)?;
     Ok(schedule)
@@ -387,7 +390,7 @@ mod tests {
             .arrivals
             .iter()
             .filter(|a| a.function == busy)
-            .map(|a| a.service_us.unwrap() / 1e3)
+            .map(|a| s.own_service_us(a).unwrap() / 1e3)
             .collect();
         assert!(d.len() > 100);
         d.sort_by(f64::total_cmp);
@@ -400,8 +403,8 @@ mod tests {
         // Every arrival carries its spin parameters.
         let a = s.arrivals.iter().find(|a| a.function == busy).unwrap();
         assert_eq!(
-            a.params.as_ref().unwrap()["ms"].as_f64().unwrap() * 1e3,
-            a.service_us.unwrap()
+            s.own_params(a).unwrap()["ms"].as_f64().unwrap() * 1e3,
+            s.own_service_us(a).unwrap()
         );
     }
 
@@ -426,7 +429,7 @@ mod tests {
         assert!(s
             .arrivals
             .iter()
-            .all(|a| a.service_us.unwrap() <= 100_000.0));
+            .all(|a| s.own_service_us(a).unwrap() <= 100_000.0));
     }
 
     #[test]

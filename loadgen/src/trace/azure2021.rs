@@ -123,18 +123,20 @@ pub fn schedule(path: &Path, opts: &Azure2021Options) -> Result<Schedule, Loadge
     }
     let first = rows.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
     rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut extras = Vec::new();
     let arrivals = rows
         .into_iter()
         .map(|(t, function, ms)| (t - first, function, ms))
         .filter(|(t, ..)| opts.window_s.is_none_or(|(from, to)| *t >= from && *t < to))
         .map(|(t, function, ms)| {
             let from = opts.window_s.map_or(0.0, |w| w.0);
-            Arrival {
-                at_ns: ((t - from) * 1e9).round() as u64,
+            Arrival::with_extra(
+                ((t - from) * 1e9).round() as u64,
                 function,
-                params: Some(json!({ "ms": ms })),
-                service_us: Some(ms * 1e3),
-            }
+                &mut extras,
+                Some(json!({ "ms": ms })),
+                Some(ms * 1e3),
+            )
         })
         .collect();
     let schedule = Schedule {
@@ -142,6 +144,7 @@ pub fn schedule(path: &Path, opts: &Azure2021Options) -> Result<Schedule, Loadge
         seed: opts.seed,
         functions,
         arrivals,
+        extras,
     };
     schedule.validate().map_err(LoadgenError::Schedule)?;
     Ok(schedule)
@@ -167,8 +170,8 @@ mod tests {
         assert_eq!(s.functions.len(), 3);
         let t: Vec<u64> = s.arrivals.iter().map(|a| a.at_ns).collect();
         assert_eq!(t, vec![0, 800_000_000, 2_550_000_000]);
-        assert_eq!(s.arrivals[0].service_us, Some(1e6));
-        assert_eq!(s.arrivals[0].params.as_ref().unwrap()["ms"], 1000.0);
+        assert_eq!(s.own_service_us(&s.arrivals[0]), Some(1e6));
+        assert_eq!(s.own_params(&s.arrivals[0]).unwrap()["ms"], 1000.0);
         assert!(s.functions[0].label.starts_with("azure21-f1"));
     }
 

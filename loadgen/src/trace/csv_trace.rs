@@ -17,6 +17,7 @@ pub fn schedule(path: &Path, seed: u64) -> Result<Schedule, LoadgenError> {
     let mut reader = open(path, false)?;
     let mut functions: Vec<ScheduledFunction> = Vec::new();
     let mut arrivals: Vec<Arrival> = Vec::new();
+    let mut extras = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.map_err(|e| csv_error(path, e))?;
         if record.iter().all(|f| f.is_empty()) {
@@ -62,12 +63,13 @@ pub fn schedule(path: &Path, seed: u64) -> Result<Schedule, LoadgenError> {
                 functions.len() as u32 - 1
             }
         };
-        arrivals.push(Arrival {
-            at_ns: (time_ms * 1e6).round() as u64,
+        arrivals.push(Arrival::with_extra(
+            (time_ms * 1e6).round() as u64,
             function,
+            &mut extras,
             params,
-            service_us: None,
-        });
+            None,
+        ));
     }
     arrivals.sort_by_key(|a| a.at_ns);
     let schedule = Schedule {
@@ -75,6 +77,7 @@ pub fn schedule(path: &Path, seed: u64) -> Result<Schedule, LoadgenError> {
         seed,
         functions,
         arrivals,
+        extras,
     };
     schedule.validate().map_err(LoadgenError::Schedule)?;
     Ok(schedule)
@@ -100,7 +103,7 @@ mod tests {
         assert_eq!(s.functions.len(), 2);
         assert_eq!(s.arrivals.len(), 3);
         assert_eq!(s.arrivals[0].at_ns, 1_500_000);
-        assert_eq!(s.arrivals[0].params, Some(json!({"ms": 3})));
+        assert_eq!(s.own_params(&s.arrivals[0]), Some(&json!({"ms": 3})));
         assert_eq!(s.functions[s.arrivals[2].function as usize].label, "auth");
         assert_eq!(s.seed, 7);
     }

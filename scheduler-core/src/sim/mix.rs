@@ -170,12 +170,7 @@ impl PoissonMix {
                 .iter()
                 .position(|&c| u < c)
                 .unwrap_or(self.entries.len() - 1) as u32;
-            arrivals.push(Arrival {
-                at_ns: t.round() as u64,
-                function,
-                params: None,
-                service_us: None,
-            });
+            arrivals.push(Arrival::new(t.round() as u64, function));
         }
         let mix: Vec<String> = self
             .entries
@@ -197,6 +192,7 @@ impl PoissonMix {
                 })
                 .collect(),
             arrivals,
+            extras: Vec::new(),
         })
     }
 }

@@ -481,7 +481,7 @@ impl ServiceModel {
         let mut out = Vec::with_capacity(schedule.arrivals.len());
         for (i, a) in schedule.arrivals.iter().enumerate() {
             let f = a.function as usize;
-            let v = match (a.service_us, &sources[f]) {
+            let v = match (schedule.own_service_us(a), &sources[f]) {
                 (Some(v), _) => v,
                 (None, Source::Sampler(s)) => s.sample(&mut rng),
                 (None, Source::Fixed(v)) => *v,
@@ -623,17 +623,16 @@ mod tests {
             service_us,
             deadline_us: None,
         };
-        let a = |function, service_us| Arrival {
-            at_ns: 0,
-            function,
-            params: None,
-            service_us,
-        };
+        let mut extras = Vec::new();
+        let mut a =
+            |function, service_us| Arrival::with_extra(0, function, &mut extras, None, service_us);
+        let arrivals = vec![a(0, Some(3.0)), a(0, None), a(1, None), a(2, None)];
         let schedule = Schedule {
             source: "t".into(),
             seed: 0,
             functions: vec![f("a", Some(7.0)), f("b", Some(9.0)), f("c", None)],
-            arrivals: vec![a(0, Some(3.0)), a(0, None), a(1, None), a(2, None)],
+            arrivals,
+            extras,
         };
         let model = ServiceModel::new()
             .with("a", ServiceSampler::Deterministic { us: 5.0 })

@@ -13,6 +13,19 @@ use super::*;
 
 /// A schedule from (arrival ms, function index, service ms) triples.
 fn hand(functions: &[(&str, Option<f64>)], arrivals: &[(f64, u32, f64)]) -> Schedule {
+    let mut extras = Vec::new();
+    let arrivals = arrivals
+        .iter()
+        .map(|&(at_ms, function, service_ms)| {
+            Arrival::with_extra(
+                (at_ms * 1e6) as u64,
+                function,
+                &mut extras,
+                None,
+                Some(service_ms * 1e3),
+            )
+        })
+        .collect();
     Schedule {
         source: "hand".into(),
         seed: 0,
@@ -26,15 +39,8 @@ fn hand(functions: &[(&str, Option<f64>)], arrivals: &[(f64, u32, f64)]) -> Sche
                 deadline_us: deadline_ms.map(|d| d * 1e3),
             })
             .collect(),
-        arrivals: arrivals
-            .iter()
-            .map(|&(at_ms, function, service_ms)| Arrival {
-                at_ns: (at_ms * 1e6) as u64,
-                function,
-                params: None,
-                service_us: Some(service_ms * 1e3),
-            })
-            .collect(),
+        arrivals,
+        extras,
     }
 }
 
