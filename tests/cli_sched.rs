@@ -328,6 +328,7 @@ fn sigterm_restores_and_writes_metrics() {
     assert_eq!(m["policy"], "fifo");
     assert_eq!(m["monitor"], "ebpf");
     assert_eq!(m["exit_reason"], "signal");
+    assert_eq!(m["agent_idle_poll"], false, "auto: off for the baselines");
     assert_eq!(m["fifo_threads"], 2);
     assert_eq!(m["requests_seen"], 5);
     assert_eq!(m["requests_completed"], 5);
@@ -366,6 +367,7 @@ fn two_level_demotes_requests_that_outrun_their_credit() {
     assert_eq!(fifo_threads(pid), 0, "{:?}", policies(pid));
     let m = read_metrics(&metrics);
     assert_eq!(m["policy"], "two-level");
+    assert_eq!(m["agent_idle_poll"], true, "auto: on for two-level");
     assert_eq!(m["requests_seen"], 20);
     assert_eq!(m["requests_completed"], 20);
     let t = &m["transitions"];

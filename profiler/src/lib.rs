@@ -44,6 +44,9 @@ use sampler::SystemClock;
 use stats::{bootstrap_percentile_ci, Sample};
 use target::{BuiltinJob, CommandJob, HttpUrl, IsolatedRunner, Job, UrlJob};
 
+/// Drift of the 1-s window medians above which a profile carries a warning.
+const DRIFT_WARNING: f64 = 0.05;
+
 /// Everything that shapes a profiling run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -307,6 +310,24 @@ fn run_profile(
             ),
         );
     }
+    let drift = sampler::drift(&sampling.window_medians_ns);
+    if let Some(d) = drift.filter(|&d| d > DRIFT_WARNING) {
+        let (lo, hi) = sampling
+            .window_medians_ns
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), &m| {
+                (lo.min(m), hi.max(m))
+            });
+        warn(
+            observer,
+            format!(
+                "the machine's speed drifted while sampling: medians of 1-s windows ranged {:.1}–{:.1} µs ({:.1} %); profiles taken minutes apart will not agree closer than that",
+                lo / 1e3,
+                hi / 1e3,
+                d * 100.0
+            ),
+        );
+    }
     let percentile_ns = wall.percentile(plan.percentile);
     let profile = Profile::new(
         name.to_string(),
@@ -339,6 +360,7 @@ fn run_profile(
             stop_reason: sampling.stop_reason,
             precision: plan.precision,
             percentile_ci_half_width: pct_ci.relative_half_width(),
+            median_drift_percent: drift.map(|d| d * 100.0),
         },
         warnings,
         system.environment.clone(),

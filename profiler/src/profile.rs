@@ -230,6 +230,11 @@ pub struct SamplingSection {
     pub precision: f64,
     /// The half-width reached.
     pub percentile_ci_half_width: f64,
+    /// How far the machine's speed moved while sampling: (max − min) / median
+    /// of the medians of ~1 s windows of runs, in % (absent with fewer than
+    /// 3 windows, and in profiles written before the field existed).
+    #[serde(default)]
+    pub median_drift_percent: Option<f64>,
 }
 
 /// The serialised distribution.
@@ -658,6 +663,7 @@ pub(crate) mod tests {
                 stop_reason: StopReason::Precision,
                 precision: 0.02,
                 percentile_ci_half_width: 0.01,
+                median_drift_percent: Some(1.5),
             },
             vec!["a warning".into()],
             Environment::probe(),

@@ -82,6 +82,10 @@ pub struct SamplingPlan {
     pub max_runs: u64,
     /// Hard cap on total time (warm-up included).
     pub max_time: Duration,
+    /// Time before the precision rule may stop (warm-up included): the
+    /// sample spans at least this much of the machine's drift, so a lucky
+    /// quiet stretch does not end a profile early.
+    pub min_time: Duration,
     /// Target relative half-width of the CI of the deadline percentile (0.02 = ±2 %).
     pub precision: f64,
     /// The deadline percentile, e.g. 99.
@@ -107,10 +111,11 @@ impl Default for SamplingPlan {
             min_runs: 30,
             max_runs: 1_000_000,
             max_time: Duration::from_secs(12),
+            min_time: Duration::ZERO,
             precision: 0.02,
             percentile: 99.0,
             duty_cycle: 0.5,
-            batch_target: Duration::from_millis(2),
+            batch_target: Duration::from_millis(50),
             resamples: 200,
             confidence: 0.95,
             sample_cap: 100_000,
@@ -198,6 +203,53 @@ pub struct Sampling {
     pub stop_reason: StopReason,
     /// The last CI of the deadline percentile (wall, ns), if one was computed.
     pub percentile_ci: Option<Interval>,
+    /// Median wall time (ns) of each ~1 s window of counted runs, in order:
+    /// how far the machine's speed drifted while sampling.
+    pub window_medians_ns: Vec<f64>,
+}
+
+/// Length of the drift windows.
+const DRIFT_WINDOW: Duration = Duration::from_secs(1);
+/// Fewest runs for a window's median to count.
+const DRIFT_WINDOW_MIN_RUNS: usize = 5;
+
+/// Medians of consecutive windows of runs (the drift check's input).
+#[derive(Default)]
+struct DriftWindows {
+    start: Duration,
+    current: Vec<f64>,
+    medians: Vec<f64>,
+}
+
+impl DriftWindows {
+    fn push(&mut self, now: Duration, wall_ns: impl Iterator<Item = f64>) {
+        self.current.extend(wall_ns);
+        if now - self.start >= DRIFT_WINDOW {
+            self.close();
+            self.start = now;
+        }
+    }
+
+    fn close(&mut self) {
+        if self.current.len() >= DRIFT_WINDOW_MIN_RUNS {
+            self.current.sort_by(f64::total_cmp);
+            self.medians
+                .push(crate::stats::percentile_sorted(&self.current, 50.0));
+        }
+        self.current.clear();
+    }
+}
+
+/// Relative spread of the window medians, (max − min) / median of them;
+/// `None` with fewer than 3 windows.
+pub fn drift(window_medians_ns: &[f64]) -> Option<f64> {
+    if window_medians_ns.len() < 3 {
+        return None;
+    }
+    let mut sorted = window_medians_ns.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = crate::stats::percentile_sorted(&sorted, 50.0);
+    (mid > 0.0).then(|| (sorted[sorted.len() - 1] - sorted[0]) / mid)
 }
 
 /// Highest trackable time: one hour in ns.
@@ -309,6 +361,10 @@ pub fn sample(
     let mut next_check = first_check;
     let mut checks = 0u64;
     let mut ci: Option<Interval> = None;
+    let mut windows = DriftWindows {
+        start: clock.now(),
+        ..DriftWindows::default()
+    };
     let stop_reason = loop {
         if stop.load(Ordering::Relaxed) {
             return Err(ProfileError::Interrupted);
@@ -339,6 +395,7 @@ pub fn sample(
         }
         runs += batch.len() as u64;
         mean_wall_ns = wall_sum / runs.max(1) as f64;
+        windows.push(clock.now(), batch.iter().map(|t| t.wall_ns as f64));
         rest(clock, busy, &mut rest_debt);
 
         if runs >= next_check && reservoir.values.len() >= 2 {
@@ -354,7 +411,8 @@ pub fn sample(
             ci = Some(interval);
             // Geometric spacing keeps the bootstrap cost a small share.
             next_check = (runs as f64 * 1.25).ceil() as u64;
-            if interval.relative_half_width() <= plan.precision {
+            let long_enough = clock.now() - start >= plan.min_time;
+            if long_enough && interval.relative_half_width() <= plan.precision {
                 break StopReason::Precision;
             }
         }
@@ -373,6 +431,7 @@ pub fn sample(
         );
     };
     let elapsed = clock.now() - start;
+    windows.close();
     report(
         observer,
         clock,
@@ -394,6 +453,7 @@ pub fn sample(
         elapsed,
         stop_reason,
         percentile_ci: ci,
+        window_medians_ns: windows.medians,
     })
 }
 
@@ -511,6 +571,55 @@ mod tests {
         assert_eq!(s.stop_reason, StopReason::MaxTime);
         // It stops within one batch (+ rest) of the cap.
         assert!(clock.now() < Duration::from_secs(6), "{:?}", clock.now());
+    }
+
+    #[test]
+    fn min_time_holds_the_precision_rule_back() {
+        let quick = SamplingPlan::default();
+        let (s, clock, _) = run(&quick, noisy(1, 1e6, 0.01));
+        assert_eq!(s.stop_reason, StopReason::Precision);
+        assert!(clock.now() < Duration::from_secs(4), "{:?}", clock.now());
+        let plan = SamplingPlan {
+            min_time: Duration::from_secs(6),
+            ..SamplingPlan::default()
+        };
+        let (s, clock, _) = run(&plan, noisy(1, 1e6, 0.01));
+        assert_eq!(s.stop_reason, StopReason::Precision);
+        assert!(clock.now() >= Duration::from_secs(6), "{:?}", clock.now());
+    }
+
+    #[test]
+    fn drift_is_the_spread_of_window_medians() {
+        // 1 ms runs that become 1.5 ms halfway through a 6 s profile.
+        let mut k = 0u64;
+        let next = Box::new(move || {
+            k += 1;
+            if k < 2_000 {
+                1_000_000
+            } else {
+                1_500_000
+            }
+        });
+        let plan = SamplingPlan {
+            max_time: Duration::from_secs(6),
+            min_time: Duration::from_secs(6),
+            ..SamplingPlan::default()
+        };
+        let (s, _, _) = run(&plan, next);
+        assert!(
+            s.window_medians_ns.len() >= 5,
+            "{:?} {} {:?}",
+            s.window_medians_ns,
+            s.runs,
+            s.stop_reason
+        );
+        let d = drift(&s.window_medians_ns).unwrap();
+        // (1.5 − 1.0) / median of the windows (1.0 or 1.5 ms)
+        assert!((0.33..=0.5).contains(&d), "drift {d}");
+        // A steady function does not drift.
+        let (s, _, _) = run(&plan, noisy(7, 1e6, 0.01));
+        assert!(drift(&s.window_medians_ns).unwrap() < 0.01);
+        assert_eq!(drift(&[1.0, 2.0]), None, "too few windows");
     }
 
     #[test]

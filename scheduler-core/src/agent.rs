@@ -27,6 +27,7 @@ use crate::actuator::{Actuator, Applied};
 use crate::clock::{monotonic_ns, MonotonicClock};
 use crate::error::SchedError;
 use crate::guardian::Guardian;
+use crate::idle_poll::IdlePollers;
 use crate::metrics::{AgentMetrics, LatencyStats, METRICS_SCHEMA};
 use crate::monitor::ebpf::{with_ebpf_monitor, EbpfOptions};
 use crate::monitor::notify::NotifyMonitor;
@@ -110,6 +111,9 @@ pub struct AgentConfig {
     /// SCHED_FIFO priority of the agent's event thread while it runs (0:
     /// stays SCHED_OTHER). Restored when the agent ends.
     pub agent_priority: u8,
+    /// Keep the agent CPUs out of idle with `SCHED_IDLE` spinners
+    /// ([`crate::idle_poll`]) so arrivals wake the agent fast.
+    pub idle_poll: bool,
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// Timeline sampling period.
@@ -137,6 +141,7 @@ impl Default for AgentConfig {
             function_cpus: None,
             agent_cpus: None,
             agent_priority: 0,
+            idle_poll: false,
             duration: None,
             timeline_interval: Duration::from_millis(100),
             summary_interval: None,
@@ -239,6 +244,11 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
 
     // The agent thread runs on the agent CPUs (the guardian inherits that).
     let _affinity = ThreadPlacement::apply(&agent_cpus, cfg.agent_priority)?;
+    let _idle_pollers = if cfg.idle_poll {
+        Some(IdlePollers::start(&agent_cpus)?)
+    } else {
+        None
+    };
     let guardian = if cfg.policy == Policy::Cfs {
         None
     } else {
@@ -773,6 +783,7 @@ impl LoopState {
             function_cpus: self.function_cpus.clone(),
             agent_cpus: self.agent_cpus.clone(),
             agent_priority: cfg.agent_priority,
+            agent_idle_poll: cfg.idle_poll,
             started_unix_ms: self.started_unix_ms,
             duration_s: self.started.elapsed().as_secs_f64(),
             exit_reason: self.exit_reason.clone(),

@@ -11,6 +11,7 @@ pub mod agent;
 pub mod clock;
 pub mod error;
 pub mod guardian;
+pub mod idle_poll;
 pub mod metrics;
 pub mod monitor;
 pub mod params;

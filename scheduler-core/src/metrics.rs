@@ -81,6 +81,9 @@ pub struct AgentMetrics {
     pub function_cpus: Vec<usize>,
     pub agent_cpus: Vec<usize>,
     pub agent_priority: u8,
+    /// Whether `SCHED_IDLE` spinners kept the agent CPUs out of idle.
+    #[serde(default)]
+    pub agent_idle_poll: bool,
     pub started_unix_ms: u64,
     pub duration_s: f64,
     pub exit_reason: String,

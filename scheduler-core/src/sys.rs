@@ -11,6 +11,8 @@ pub const SCHED_OTHER: u32 = 0;
 pub const SCHED_FIFO: u32 = 1;
 /// `SCHED_RR`.
 pub const SCHED_RR: u32 = 2;
+/// `SCHED_IDLE`: runs only when nothing else wants the CPU.
+pub const SCHED_IDLE: u32 = 5;
 
 /// `struct sched_attr`, first version (`SCHED_ATTR_SIZE_VER0` = 48 bytes).
 #[repr(C)]
@@ -46,6 +48,15 @@ impl SchedAttr {
             size: ATTR_SIZE,
             sched_policy: SCHED_OTHER,
             sched_nice: nice,
+            ..Default::default()
+        }
+    }
+
+    /// SCHED_IDLE (the agent's idle pollers).
+    pub fn idle() -> Self {
+        SchedAttr {
+            size: ATTR_SIZE,
+            sched_policy: SCHED_IDLE,
             ..Default::default()
         }
     }

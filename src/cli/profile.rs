@@ -60,13 +60,17 @@ pub struct MeasureArgs {
     /// Maximum time per function, seconds (warm-up included).
     #[arg(long, default_value_t = 12.0)]
     pub max_time: f64,
+    /// Time before the precision rule may stop, seconds (warm-up included),
+    /// so the sample spans the machine's drift, not one quiet stretch.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_time: f64,
     /// Largest share of wall time the measurement thread may be busy
     /// (0 < d ≤ 0.9): it rests between batches so SCHED_FIFO never meets
     /// the kernel's RT throttling (95 % of each second).
     #[arg(long, default_value = "50%", value_parser = parse_fraction)]
     pub duty_cycle: f64,
     /// Busy time of one batch of back-to-back runs before a rest, ms.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 50.0)]
     pub batch_ms: f64,
     /// Longest one batch of runs may take, seconds, before it is abandoned.
     #[arg(long, default_value_t = 60.0)]
@@ -93,6 +97,12 @@ impl MeasureArgs {
             self.timeout
         );
         anyhow::ensure!(
+            self.min_time.is_finite() && self.min_time >= 0.0 && self.min_time <= self.max_time,
+            "--min-time must be between 0 and --max-time ({} s), got {}",
+            self.max_time,
+            self.min_time
+        );
+        anyhow::ensure!(
             self.duty_cycle > 0.0 && self.duty_cycle <= 0.9,
             "--duty-cycle must be in (0, 0.9] (RT throttling takes 5 % of every second), got {}",
             self.duty_cycle
@@ -110,6 +120,7 @@ impl MeasureArgs {
                 warmup: self.warmup,
                 max_runs: self.runs,
                 max_time: Duration::from_secs_f64(self.max_time),
+                min_time: Duration::from_secs_f64(self.min_time),
                 precision: self.precision,
                 seed: self.seed,
                 duty_cycle: self.duty_cycle,

@@ -52,6 +52,11 @@ pub struct Args {
     /// (0: stays SCHED_OTHER). Restored at exit.
     #[arg(long, default_value_t = 50)]
     agent_priority: u8,
+    /// Keep the agent CPUs out of idle with SCHED_IDLE spinners so an arrival
+    /// wakes the agent within µs instead of waking a halted CPU (auto: on
+    /// for two-level, which decides per event; off for the baselines).
+    #[arg(long, value_enum, default_value_t = IdlePoll::Auto)]
+    idle_poll: IdlePoll,
     #[command(flatten)]
     policy_params: Box<ParamArgs>,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
@@ -166,6 +171,11 @@ impl Args {
             function_cpus,
             agent_cpus,
             agent_priority: self.agent_priority,
+            idle_poll: match self.idle_poll {
+                IdlePoll::On => true,
+                IdlePoll::Off => false,
+                IdlePoll::Auto => self.policy == Policy::TwoLevel,
+            },
             duration,
             timeline_interval: Duration::from_millis(self.timeline_interval_ms.max(1)),
             summary_interval: (self.summary_every > 0.0)
@@ -175,6 +185,14 @@ impl Args {
             on_ready: Some(ReadyHook(Box::new(print_ready))),
         })
     }
+}
+
+/// `--idle-poll`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdlePoll {
+    Auto,
+    On,
+    Off,
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {

@@ -1,0 +1,127 @@
+//! Keeps the agent's CPUs out of idle while the agent sleeps, so that waking
+//! the agent for an arrival costs a preemption instead of waking a halted
+//! CPU — slokit's own remedy for the decision-latency tail, measured in
+//! docs/scheduler.md (on a quiet VM, arrival → SCHED_FIFO p99 fell from
+//! 1.5–2.8 ms to ~160 µs with the agent CPU kept busy).
+//!
+//! One thread per agent CPU, pinned there, in `SCHED_IDLE`: it spins on
+//! `spin_loop` hints and yields to every other task, so it takes only the
+//! CPU's idle time (and energy). It lives in the agent process, so it ends
+//! with it on every exit path, SIGKILL included; [`IdlePollers`] stops and
+//! joins the threads when dropped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::error::SchedError;
+use crate::sys::{self, SchedAttr};
+
+/// The running pollers; dropping stops and joins them.
+pub struct IdlePollers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl IdlePollers {
+    /// Starts one `SCHED_IDLE` spinning thread pinned to each of `cpus`.
+    /// Returns once every thread is pinned and in `SCHED_IDLE` (or the error
+    /// of the first that could not be).
+    pub fn start(cpus: &[usize]) -> Result<IdlePollers, SchedError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut pollers = IdlePollers {
+            stop: stop.clone(),
+            threads: Vec::new(),
+        };
+        for &cpu in cpus {
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let stop = stop.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("slokit-idle-{cpu}"))
+                .spawn(move || {
+                    let setup = slokit_functions::host::pin_current_thread(&[cpu])
+                        .and_then(|()| sys::set_attr(sys::gettid(), &SchedAttr::idle()));
+                    let ok = setup.is_ok();
+                    let _ = ready_tx.send(setup);
+                    if !ok {
+                        return;
+                    }
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..1024 {
+                            std::hint::spin_loop();
+                        }
+                    }
+                })
+                .map_err(|e| SchedError::sys("cannot start the idle poller", e))?;
+            pollers.threads.push(handle);
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(SchedError::sys(
+                        format!("cannot pin the idle poller to CPU {cpu} in SCHED_IDLE"),
+                        e,
+                    ))
+                }
+                Err(_) => {
+                    return Err(SchedError::Config(format!(
+                        "the idle poller of CPU {cpu} ended before starting"
+                    )))
+                }
+            }
+        }
+        Ok(pollers)
+    }
+
+    /// How many pollers run.
+    pub fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Whether no poller runs.
+    pub fn is_empty(&self) -> bool {
+        self.threads.is_empty()
+    }
+}
+
+impl Drop for IdlePollers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Policy (stat field 41) and last CPU (field 39) of every thread of
+    /// this process named `slokit-idle-*`.
+    fn pollers() -> Vec<(u32, usize)> {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            if !comm.starts_with("slokit-idle-") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap();
+            let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+            v.push((f[41 - 3].parse().unwrap(), f[39 - 3].parse().unwrap()));
+        }
+        v
+    }
+
+    #[test]
+    fn pollers_run_in_sched_idle_on_their_cpu_and_stop_on_drop() {
+        let cpu = *crate::targets::online_cpus().first().unwrap();
+        let p = IdlePollers::start(&[cpu]).unwrap();
+        assert_eq!(p.len(), 1);
+        let seen = pollers();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].0, sys::SCHED_IDLE, "SCHED_IDLE");
+        assert_eq!(seen[0].1, cpu, "pinned");
+        drop(p);
+        assert!(pollers().is_empty(), "joined on drop");
+    }
+}

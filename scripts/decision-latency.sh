@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Decision latencies of the two-level agent on real traffic: arrival event →
+# SCHED_FIFO set, and credit exhausted → SCHED_OTHER set (goals: p99 ≤ 100 µs
+# and ≤ 200 µs). `slokit serve` (spin, 4 workers on the last CPU), `slokit
+# sched --policy two-level` (agent on CPU 0), an open-loop client on CPU 0
+# sending spin 2 ms (80 %) / 40 ms (20 %) at RATE/s for SECS s. Prints the
+# agent's summary line and the two latency summaries from its metrics.
+#
+# Usage: scripts/decision-latency.sh   (env: RATE=40 SECS=30 AGENT_ARGS=…)
+# Needs root (BPF, SCHED_FIFO). Everything it starts is ended by pid on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RATE=${RATE:-40}
+SECS=${SECS:-30}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+cargo build --release --quiet --bin slokit
+cargo build --release --quiet -p slokit-sched --example loopback_load
+BIN=$CARGO_TARGET_DIR/release/slokit
+LOAD=$CARGO_TARGET_DIR/release/examples/loopback_load
+FN_CPU=$(($(nproc) - 1))
+T=$(mktemp -d)
+HOST=""
+AGENT=""
+cleanup() {
+  [ -n "$AGENT" ] && kill -TERM "$AGENT" 2>/dev/null && wait "$AGENT" 2>/dev/null || true
+  [ -n "$HOST" ] && kill -TERM "$HOST" 2>/dev/null && wait "$HOST" 2>/dev/null || true
+  rm -rf "$T"
+}
+trap cleanup EXIT
+"$BIN" serve --functions spin --listen 127.0.0.1:0 --cpus "$FN_CPU" --workers 4 >"$T/host.out" 2>"$T/host.err" &
+HOST=$!
+for _ in $(seq 100); do
+  grep -q "listening on" "$T/host.out" 2>/dev/null && break
+  sleep 0.1
+done
+ADDR=$(sed -n 's#.*listening on http://##p' "$T/host.out" | head -1)
+[ -n "$ADDR" ] || { echo "host did not start: $(cat "$T/host.err")" >&2; exit 1; }
+# shellcheck disable=SC2086
+"$BIN" sched --policy two-level --pid "$HOST" --deadline "$HOST=100" \
+  --metrics-out "$T/agent.json" --summary-every 0 ${AGENT_ARGS:-} >"$T/agent.out" 2>"$T/agent.err" &
+AGENT=$!
+for _ in $(seq 300); do
+  grep -q "agent ready" "$T/agent.out" 2>/dev/null && break
+  sleep 0.1
+done
+grep -q "agent ready" "$T/agent.out" || { echo "agent did not start: $(cat "$T/agent.err")" >&2; exit 1; }
+echo "$(date -u +%FT%TZ) $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); host $HOST at $ADDR (CPU $FN_CPU), rate $RATE/s for $SECS s"
+taskset -c 0 "$LOAD" "$ADDR" --conns 4 --secs "$SECS" --rate "$RATE" --mix 2:0.8,40:0.2
+kill -TERM "$AGENT"
+wait "$AGENT" || true
+AGENT=""
+tail -1 "$T/agent.err"
+python3 - "$T/agent.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+for key in ("arrival_to_fifo_us", "exhausted_to_demoted_us"):
+    s = m[key]["summary"]
+    print(f"{key}: n={s['count']} p50 {s['p50']:.0f} µs, p90 {s['p90']:.0f} µs, p99 {s['p99']:.0f} µs, max {s['max']:.0f} µs")
+print(f"requests_seen={m['requests_seen']} event_drops={m['event_drops']}")
+PY
