@@ -9,6 +9,7 @@
 # Usage: scripts/decision-latency.sh   (env: RATE=40 SECS=30 AGENT_ARGS=…)
 # Needs root (BPF, SCHED_FIFO). Everything it starts is ended by pid on exit.
 set -euo pipefail
+SCRIPTS=$(cd "$(dirname "$0")" && pwd)
 cd "$(dirname "$0")/.."
 RATE=${RATE:-40}
 SECS=${SECS:-30}
@@ -18,39 +19,28 @@ cargo build --release --quiet -p slokit-sched --example loopback_load
 BIN=$CARGO_TARGET_DIR/release/slokit
 LOAD=$CARGO_TARGET_DIR/release/examples/loopback_load
 FN_CPU=$(($(nproc) - 1))
-T=$(mktemp -d)
-HOST=""
-AGENT=""
+TMP=$(mktemp -d)
+HOST_PID=""
+AGENT_PID=""
 cleanup() {
-  [ -n "$AGENT" ] && kill -TERM "$AGENT" 2>/dev/null && wait "$AGENT" 2>/dev/null || true
-  [ -n "$HOST" ] && kill -TERM "$HOST" 2>/dev/null && wait "$HOST" 2>/dev/null || true
-  rm -rf "$T"
+  [ -n "$AGENT_PID" ] && kill -TERM "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null || true
+  [ -n "$HOST_PID" ] && kill -TERM "$HOST_PID" 2>/dev/null && wait "$HOST_PID" 2>/dev/null || true
+  rm -rf "$TMP"
 }
 trap cleanup EXIT
-"$BIN" serve --functions spin --listen 127.0.0.1:0 --cpus "$FN_CPU" --workers 4 >"$T/host.out" 2>"$T/host.err" &
-HOST=$!
-for _ in $(seq 100); do
-  grep -q "listening on" "$T/host.out" 2>/dev/null && break
-  sleep 0.1
-done
-ADDR=$(sed -n 's#.*listening on http://##p' "$T/host.out" | head -1)
-[ -n "$ADDR" ] || { echo "host did not start: $(cat "$T/host.err")" >&2; exit 1; }
+# shellcheck source=scripts/lib/host-and-agent.sh
+. "$SCRIPTS/lib/host-and-agent.sh"
+start_host 4 "$FN_CPU"
 # shellcheck disable=SC2086
-"$BIN" sched --policy two-level --pid "$HOST" --deadline "$HOST=100" \
-  --metrics-out "$T/agent.json" --summary-every 0 ${AGENT_ARGS:-} >"$T/agent.out" 2>"$T/agent.err" &
-AGENT=$!
-for _ in $(seq 300); do
-  grep -q "agent ready" "$T/agent.out" 2>/dev/null && break
-  sleep 0.1
-done
-grep -q "agent ready" "$T/agent.out" || { echo "agent did not start: $(cat "$T/agent.err")" >&2; exit 1; }
-echo "$(date -u +%FT%TZ) $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); host $HOST at $ADDR (CPU $FN_CPU), rate $RATE/s for $SECS s"
+start_agent "$TMP/agent.out" --policy two-level --pid "$HOST_PID" --deadline "$HOST_PID=100" \
+  --metrics-out "$TMP/agent.json" --summary-every 0 ${AGENT_ARGS:-}
+echo "$(date -u +%FT%TZ) $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); host $HOST_PID at $ADDR (CPU $FN_CPU), rate $RATE/s for $SECS s"
 taskset -c 0 "$LOAD" "$ADDR" --conns 4 --secs "$SECS" --rate "$RATE" --mix 2:0.8,40:0.2
-kill -TERM "$AGENT"
-wait "$AGENT" || true
-AGENT=""
-tail -1 "$T/agent.err"
-python3 - "$T/agent.json" <<'PY'
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID" || true
+AGENT_PID=""
+tail -1 "$TMP/agent.out.err"
+python3 - "$TMP/agent.json" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
 for key in ("arrival_to_fifo_us", "exhausted_to_demoted_us"):

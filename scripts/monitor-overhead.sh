@@ -15,6 +15,7 @@
 # Needs root (BPF). Run from the repository root. Everything it starts is
 # killed by pid on exit.
 set -euo pipefail
+SCRIPTS=$(cd "$(dirname "$0")" && pwd)
 
 ROUNDS=${1:-5}
 SECS=${2:-10}
@@ -41,14 +42,9 @@ trap cleanup EXIT
 sysctl -qw kernel.bpf_stats_enabled=1
 CLK_TCK=$(getconf CLK_TCK)
 
-"$BIN" serve --functions spin --listen 127.0.0.1:0 --cpus "$FN_CPU" --workers "$CONNS" >"$TMP/host.out" 2>"$TMP/host.err" &
-HOST_PID=$!
-for _ in $(seq 100); do
-  grep -q "listening on" "$TMP/host.out" 2>/dev/null && break
-  sleep 0.1
-done
-ADDR=$(sed -n 's#.*listening on http://##p' "$TMP/host.out" | head -1)
-[ -n "$ADDR" ] || { echo "host did not start: $(cat "$TMP/host.err")" >&2; exit 1; }
+# shellcheck source=scripts/lib/host-and-agent.sh
+. "$SCRIPTS/lib/host-and-agent.sh"
+start_host "$CONNS" "$FN_CPU"
 echo "host pid $HOST_PID at $ADDR; workers on CPU $FN_CPU; client on CPU 0; $ROUNDS rounds x $SECS s, $CONNS connections, spin ms=$MS"
 
 run_load() { taskset -c 0 "$LOAD" "$ADDR" --conns "$CONNS" --secs "$SECS" --mix "$MS:1"; }
@@ -60,14 +56,8 @@ ON=()
 SHARES=()
 for r in $(seq "$ROUNDS"); do
   off=$(run_load | rps)
-  "$BIN" sched --policy cfs --pid "$HOST_PID" --summary-every 0 \
-    --metrics-out "$TMP/agent-$r.json" >"$TMP/agent.out" 2>"$TMP/agent.err" &
-  AGENT_PID=$!
-  for _ in $(seq 300); do
-    grep -q "agent ready" "$TMP/agent.out" 2>/dev/null && break
-    sleep 0.1
-  done
-  grep -q "agent ready" "$TMP/agent.out" || { echo "agent did not start: $(cat "$TMP/agent.err")" >&2; exit 1; }
+  start_agent "$TMP/agent-$r.out" --policy cfs --pid "$HOST_PID" --summary-every 0 \
+    --metrics-out "$TMP/agent-$r.json"
   on=$(run_load | rps)
   agent_ns=$(awk -v t="$CLK_TCK" '{printf "%.0f", ($14 + $15) * 1e9 / t}' "/proc/$AGENT_PID/stat")
   bpf_ns=$(bpftool prog show -j | python3 -c 'import json,sys; print(sum(p.get("run_time_ns",0) for p in json.load(sys.stdin) if p.get("name","").startswith("slokit_")))')
