@@ -43,7 +43,7 @@ tail -1 "$TMP/agent.out.err"
 python3 - "$TMP/agent.json" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
-for key in ("arrival_to_fifo_us", "exhausted_to_demoted_us"):
+for key in ("arrival_to_fifo_us", "arrival_to_agent_us", "exhausted_to_demoted_us"):
     s = m[key]["summary"]
     print(f"{key}: n={s['count']} p50 {s['p50']:.0f} µs, p90 {s['p90']:.0f} µs, p99 {s['p99']:.0f} µs, max {s['max']:.0f} µs")
 print(f"requests_seen={m['requests_seen']} event_drops={m['event_drops']}")

@@ -368,6 +368,10 @@ fn two_level_demotes_requests_that_outrun_their_credit() {
     let m = read_metrics(&metrics);
     assert_eq!(m["policy"], "two-level");
     assert_eq!(m["agent_idle_poll"], true, "auto: on for two-level");
+    assert_eq!(
+        m["arrival_to_agent_us"]["summary"]["count"], 20,
+        "the wake-up share is measured for every request"
+    );
     assert_eq!(m["requests_seen"], 20);
     assert_eq!(m["requests_completed"], 20);
     let t = &m["transitions"];

@@ -244,11 +244,6 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
 
     // The agent thread runs on the agent CPUs (the guardian inherits that).
     let _affinity = ThreadPlacement::apply(&agent_cpus, cfg.agent_priority)?;
-    let _idle_pollers = if cfg.idle_poll {
-        Some(IdlePollers::start(&agent_cpus)?)
-    } else {
-        None
-    };
     let guardian = if cfg.policy == Policy::Cfs {
         None
     } else {
@@ -437,6 +432,7 @@ struct LoopState {
     event_drops: u64,
     fifo_threads: u64,
     arrival_to_fifo: Histogram<u64>,
+    arrival_to_agent: Histogram<u64>,
     exhausted_to_demoted: Histogram<u64>,
     timeline: Vec<TimelinePoint>,
     notes: Vec<String>,
@@ -477,6 +473,7 @@ impl LoopState {
             event_drops: 0,
             fifo_threads: 0,
             arrival_to_fifo: latency_histogram(),
+            arrival_to_agent: latency_histogram(),
             exhausted_to_demoted: latency_histogram(),
             timeline: Vec::new(),
             notes,
@@ -501,6 +498,12 @@ impl LoopState {
         epoll.add(credit.fd(), CREDIT)?;
         epoll.add(tick.fd(), TICK)?;
         tick.set_periodic(cfg.timeline_interval.as_nanos().max(1_000_000) as u64)?;
+        // Stopped and joined when this function returns.
+        let _idle_pollers = if cfg.idle_poll {
+            Some(IdlePollers::start(&self.agent_cpus)?)
+        } else {
+            None
+        };
         if self.policy == Policy::Fifo {
             self.fifo_all_workers(cfg, act)?;
         }
@@ -593,6 +596,8 @@ impl LoopState {
         match c {
             Change::Started(r) => {
                 self.requests_seen += 1;
+                let seen_after = monotonic_ns().saturating_sub(r.start_ns);
+                self.arrival_to_agent.saturating_record(seen_after.max(1));
                 if two_level {
                     self.runtime.on_arrival(&r, m, actions);
                 }
@@ -801,6 +806,7 @@ impl LoopState {
             setattr_calls: act.stats().setattr_calls,
             vanished_threads: act.stats().vanished_threads,
             arrival_to_fifo_us: LatencyStats::of(&self.arrival_to_fifo),
+            arrival_to_agent_us: LatencyStats::of(&self.arrival_to_agent),
             exhausted_to_demoted_us: LatencyStats::of(&self.exhausted_to_demoted),
             timeline: self.timeline.clone(),
             notes,

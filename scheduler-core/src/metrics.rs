@@ -31,6 +31,7 @@
 //! | `setattr_calls` | `sched_setattr` calls made |
 //! | `vanished_threads` | threads gone (ESRCH) when acted on |
 //! | `arrival_to_fifo_us` | arrival event → SCHED_FIFO set, µs (`Percentiles` + `histogram_ns`) |
+//! | `arrival_to_agent_us` | arrival event → the agent handling it (the wake-up share), µs |
 //! | `exhausted_to_demoted_us` | credit exhausted → SCHED_OTHER set, µs |
 //! | `timeline` | `TimelinePoint`s: S and queue length over time |
 //! | `notes` | remarks worth reading next to the figures |
@@ -101,6 +102,10 @@ pub struct AgentMetrics {
     pub setattr_calls: u64,
     pub vanished_threads: u64,
     pub arrival_to_fifo_us: LatencyStats,
+    /// Arrival event → the agent processing it (the wake-up part of
+    /// `arrival_to_fifo_us`), every request.
+    #[serde(default)]
+    pub arrival_to_agent_us: LatencyStats,
     pub exhausted_to_demoted_us: LatencyStats,
     pub timeline: Vec<TimelinePoint>,
     pub notes: Vec<String>,
