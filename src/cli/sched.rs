@@ -52,9 +52,10 @@ pub struct Args {
     /// (0: stays SCHED_OTHER). Restored at exit.
     #[arg(long, default_value_t = 50)]
     agent_priority: u8,
-    /// Keep the agent CPUs out of idle with SCHED_IDLE spinners so an arrival
-    /// wakes the agent within µs instead of waking a halted CPU (auto: on
-    /// for two-level, which decides per event; off for the baselines).
+    /// Keep the agent CPUs out of idle with SCHED_IDLE spinners, so an
+    /// arrival wakes the agent in tens of µs instead of waking a halted CPU
+    /// (milliseconds on a VM). auto: on for two-level, which decides per
+    /// event; off for the baselines.
     #[arg(long, value_enum, default_value_t = IdlePoll::Auto)]
     idle_poll: IdlePoll,
     #[command(flatten)]
