@@ -151,4 +151,21 @@ fn a_short_comparison_writes_every_report_and_gates_exit_99() {
     assert!(total > 0);
     // Nothing left in a real-time class: every host has exited.
     assert!(!stderr.contains("ignored SIGTERM"), "{stderr}");
+    // The committed profiles (written by `slokit profile`, params as given)
+    // are used as they are, not re-derived — unless this machine differs
+    // from the one that made them, which is then the reason given.
+    let here = slokit_functions::Environment::probe();
+    for f in ["auth", "spin"] {
+        let committed =
+            slokit_profiler::Profile::load(repo().join(format!("profiles/{f}.toml"))).unwrap();
+        let reprofiled = format!("profiling `{f}` now");
+        if committed.environment.differences(&here).is_empty() {
+            assert!(!stderr.contains(&reprofiled), "{stderr}");
+        } else {
+            assert!(
+                stderr.contains(&format!("{reprofiled}: environment changed")),
+                "{stderr}"
+            );
+        }
+    }
 }

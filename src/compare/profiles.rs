@@ -8,6 +8,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
+use serde_json::Value;
 use slokit_functions::{Catalogue, Environment};
 use slokit_profiler::profile::{effective_params, Profile};
 use slokit_profiler::{profile_builtin, Observer, Settings};
@@ -63,7 +64,14 @@ pub fn ensure_profiles(
             let why_new = match &existing {
                 None if reprofile => Some("--reprofile".to_string()),
                 None => Some(format!("{} is missing", path.display())),
-                Some(p) => p.is_stale(&params, &env),
+                // A profile written by `slokit profile NAME` records the
+                // parameters as given (`{}` = defaults): compare like with like.
+                Some(p) => {
+                    let recorded = Value::Object(p.params.clone());
+                    let mut as_run = p.clone();
+                    as_run.params = effective_params(&function.info(), &recorded)?;
+                    as_run.is_stale(&params, &env)
+                }
             };
             let (profile, origin) = match (existing, why_new) {
                 (Some(p), None) => (p, path.display().to_string()),
