@@ -103,7 +103,8 @@ pub struct AgentMetrics {
     pub vanished_threads: u64,
     pub arrival_to_fifo_us: LatencyStats,
     /// Arrival event → the agent processing it (the wake-up part of
-    /// `arrival_to_fifo_us`), every request.
+    /// `arrival_to_fifo_us`), every request; the baselines drain on the
+    /// 100 ms tick, so for them it is that delay.
     #[serde(default)]
     pub arrival_to_agent_us: LatencyStats,
     pub exhausted_to_demoted_us: LatencyStats,
