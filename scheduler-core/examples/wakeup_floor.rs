@@ -1,0 +1,96 @@
+//! The platform's floor under the agent's arrival → SCHED_FIFO latency: how
+//! long a wake-up from the function CPU takes to reach a SCHED_FIFO thread
+//! on the agent CPU, with nothing else in the chain (no BPF, no agent
+//! logic, no sched_setattr). A "worker" thread on the last CPU writes an
+//! eventfd every GAP ms (so the agent CPU goes idle in between, as at FaaS
+//! rates); a "waiter" thread on CPU 0 in SCHED_FIFO 50 blocks in read() and
+//! records now − write time. Run once without and once with the agent's
+//! idle poller on CPU 0 (`slokit_sched::idle_poll`).
+//!
+//! Usage: wakeup_floor [--samples N] [--gap-ms G] [--idle-poll]
+//! Prints one JSON line: samples, p50/p90/p99/max in µs. Needs root
+//! (SCHED_FIFO); the FIFO thread is this example's own and ends with it.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use slokit_functions::host::pin_current_thread;
+use slokit_sched::clock::monotonic_ns;
+use slokit_sched::idle_poll::IdlePollers;
+use slokit_sched::sys::{self, SchedAttr};
+
+fn eventfd() -> OwnedFd {
+    // SAFETY: plain syscall; the result is checked.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    assert!(fd >= 0, "eventfd: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor we own.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn main() {
+    let mut samples = 2000usize;
+    let mut gap_ms = 5u64;
+    let mut idle_poll = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--samples" => {
+                samples = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--samples N")
+            }
+            "--gap-ms" => {
+                gap_ms = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--gap-ms G")
+            }
+            "--idle-poll" => idle_poll = true,
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let cpus = slokit_sched::targets::online_cpus();
+    let (agent_cpu, worker_cpu) = (cpus[0], *cpus.last().expect("a CPU"));
+    let _pollers = idle_poll.then(|| IdlePollers::start(&[agent_cpu]).expect("idle poller"));
+
+    let efd = Arc::new(eventfd());
+    let sent_at = Arc::new(AtomicU64::new(0));
+    let waiter = {
+        let (efd, sent_at) = (efd.clone(), sent_at.clone());
+        std::thread::spawn(move || {
+            pin_current_thread(&[agent_cpu]).expect("pin the waiter");
+            sys::set_attr(sys::gettid(), &SchedAttr::fifo(50)).expect("SCHED_FIFO (root?)");
+            let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).unwrap();
+            let mut buf = [0u8; 8];
+            for _ in 0..samples {
+                // SAFETY: reading 8 bytes into an 8-byte buffer.
+                unsafe { libc::read(efd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+                let lat = monotonic_ns().saturating_sub(sent_at.load(Ordering::Acquire));
+                h.saturating_record(lat.max(1));
+            }
+            h
+        })
+    };
+    pin_current_thread(&[worker_cpu]).expect("pin the worker");
+    for _ in 0..samples {
+        std::thread::sleep(Duration::from_millis(gap_ms));
+        sent_at.store(monotonic_ns(), Ordering::Release);
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writing 8 bytes from an 8-byte buffer.
+        unsafe { libc::write(efd.as_raw_fd(), one.as_ptr().cast(), 8) };
+    }
+    let h = waiter.join().expect("waiter");
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1e3;
+    println!(
+        "{{\"samples\":{},\"idle_poll\":{idle_poll},\"gap_ms\":{gap_ms},\"p50_us\":{:.1},\"p90_us\":{:.1},\"p99_us\":{:.1},\"max_us\":{:.1}}}",
+        h.len(),
+        us(0.5),
+        us(0.9),
+        us(0.99),
+        h.max() as f64 / 1e3
+    );
+}
