@@ -212,6 +212,9 @@ pub struct Sampling {
 const DRIFT_WINDOW: Duration = Duration::from_secs(1);
 /// Fewest runs for a window's median to count.
 const DRIFT_WINDOW_MIN_RUNS: usize = 5;
+/// Most runs a window keeps: a µs function runs ~10⁶ times a second, and
+/// the window's first 20 000 runs give its median well enough.
+const DRIFT_WINDOW_MAX_RUNS: usize = 20_000;
 
 /// Medians of consecutive windows of runs (the drift check's input).
 #[derive(Default)]
@@ -223,7 +226,8 @@ struct DriftWindows {
 
 impl DriftWindows {
     fn push(&mut self, now: Duration, wall_ns: impl Iterator<Item = f64>) {
-        self.current.extend(wall_ns);
+        let room = DRIFT_WINDOW_MAX_RUNS - self.current.len();
+        self.current.extend(wall_ns.take(room));
         if now - self.start >= DRIFT_WINDOW {
             self.close();
             self.start = now;
