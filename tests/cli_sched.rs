@@ -182,7 +182,12 @@ fn fifo_threads(pid: u32) -> usize {
         .count()
 }
 
-fn skip_unless_root() -> bool {
+/// Tests that run an agent take turns: one test's SCHED_FIFO threads (and
+/// the RT throttling they can trigger) must not delay another's agent.
+static AGENT_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `None` (skip) unless root; else this test's turn, held until it ends.
+fn root_and_alone() -> Option<std::sync::MutexGuard<'static, ()>> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         assert!(
@@ -190,9 +195,9 @@ fn skip_unless_root() -> bool {
             "CI must run these tests as root"
         );
         eprintln!("skipping: not root (the agent needs CAP_SYS_NICE and BPF)");
-        return true;
+        return None;
     }
-    false
+    Some(AGENT_TESTS.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 fn signal(p: &Proc, sig: i32) {
@@ -257,9 +262,9 @@ fn refuses_pid_1_and_missing_targets() {
 
 #[test]
 fn fifo_workers_are_restored_within_1s_after_sigkill() {
-    if skip_unless_root() {
+    let Some(_turn) = root_and_alone() else {
         return;
-    }
+    };
     let (server, _port) = start_server();
     let pid = server.0.id();
     let mut agent = start_agent(&[
@@ -301,9 +306,9 @@ fn fifo_workers_are_restored_within_1s_after_sigkill() {
 
 #[test]
 fn sigterm_restores_and_writes_metrics() {
-    if skip_unless_root() {
+    let Some(_turn) = root_and_alone() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let metrics = dir.path().join("m.json");
     let (server, port) = start_server();
@@ -336,9 +341,9 @@ fn sigterm_restores_and_writes_metrics() {
 
 #[test]
 fn two_level_demotes_requests_that_outrun_their_credit() {
-    if skip_unless_root() {
+    let Some(_turn) = root_and_alone() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let metrics = dir.path().join("m.json");
     let (server, port) = start_server();
@@ -387,9 +392,9 @@ fn two_level_demotes_requests_that_outrun_their_credit() {
 
 #[test]
 fn notify_monitor_counts_the_hosts_datagrams() {
-    if skip_unless_root() {
+    let Some(_turn) = root_and_alone() else {
         return;
-    }
+    };
     use slokit_functions::notify::{NotifyEvent, NotifyKind};
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("agent.sock");
@@ -463,9 +468,9 @@ impl Drop for TestCgroup {
 
 #[test]
 fn cgroup_members_are_targets_including_ones_that_join_later() {
-    if skip_unless_root() {
+    let Some(_turn) = root_and_alone() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let metrics = dir.path().join("m.json");
     // Declared first, dropped last: the servers are gone before rmdir.

@@ -546,8 +546,10 @@ impl LoopState {
                     _ => {}
                 }
             }
-            self.apply(&mut actions, m, act, cfg.params.fifo_priority)?;
+            self.apply(&mut actions, act, cfg.params.fifo_priority)?;
             if self.policy == Policy::TwoLevel {
+                // After the actions: CPU-time reads are system calls.
+                self.runtime.start_credits(m);
                 match self.runtime.next_wakeup(m) {
                     Some(at) => credit.set_at(at)?,
                     None => credit.disarm()?,
@@ -586,12 +588,12 @@ impl LoopState {
             self.register.on_event(&e, changes);
         }
         for c in changes.drain(..) {
-            self.on_change(c, m, actions);
+            self.on_change(c, actions);
         }
         Ok(())
     }
 
-    fn on_change(&mut self, c: Change, m: &dyn Monitor, actions: &mut Vec<Action>) {
+    fn on_change(&mut self, c: Change, actions: &mut Vec<Action>) {
         let two_level = self.policy == Policy::TwoLevel;
         match c {
             Change::Started(r) => {
@@ -599,19 +601,19 @@ impl LoopState {
                 let seen_after = monotonic_ns().saturating_sub(r.start_ns);
                 self.arrival_to_agent.saturating_record(seen_after.max(1));
                 if two_level {
-                    self.runtime.on_arrival(&r, m, actions);
+                    self.runtime.on_arrival(&r, actions);
                 }
             }
             Change::Ended { request, .. } => {
                 self.requests_completed += 1;
                 if two_level {
-                    self.runtime.on_completion(request.id, m, actions);
+                    self.runtime.on_completion(request.id, actions);
                 }
             }
             Change::Abandoned(r) => {
                 self.requests_abandoned += 1;
                 if two_level {
-                    self.runtime.on_completion(r.id, m, actions);
+                    self.runtime.on_completion(r.id, actions);
                 }
             }
         }
@@ -622,7 +624,6 @@ impl LoopState {
     fn apply(
         &mut self,
         actions: &mut Vec<Action>,
-        m: &dyn Monitor,
         act: &mut Actuator,
         priority: u8,
     ) -> Result<(), SchedError> {
@@ -643,7 +644,7 @@ impl LoopState {
                                 self.arrival_to_fifo.saturating_record(lat.max(1));
                             }
                         }
-                        Applied::Vanished => self.runtime.on_completion(request, m, actions),
+                        Applied::Vanished => self.runtime.on_completion(request, actions),
                     },
                     Action::SetOther {
                         tid, exhausted_ns, ..
@@ -700,7 +701,7 @@ impl LoopState {
             for r in self.register.forget_process(pid) {
                 self.requests_abandoned += 1;
                 if self.policy == Policy::TwoLevel {
-                    self.runtime.on_completion(r.id, m, actions);
+                    self.runtime.on_completion(r.id, actions);
                 }
             }
         }

@@ -22,6 +22,12 @@
 //! in with a [`Clock`] and a [`CpuTimes`] reading; [`Action`]s (set FIFO /
 //! set OTHER) go out to the actuator; [`Runtime::next_wakeup`] tells the
 //! agent when to call [`Runtime::on_timer`] next.
+//!
+//! A FIFO stint's credit is metered from [`Runtime::start_credits`], which
+//! the agent calls once the step's actions are applied: reading a thread's
+//! CPU time is a system call (5–30 µs in a VM), so it must not sit between
+//! an arrival and its `sched_setattr`, and the stint really starts when the
+//! thread is in SCHED_FIFO anyway.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -101,6 +107,19 @@ impl TransitionCounts {
     }
 }
 
+impl Req {
+    /// On-CPU time the current FIFO stint has used (0 before its meter
+    /// started).
+    fn credit_used(&self, cpu: &dyn CpuTimes, now: u64) -> u64 {
+        match self.cpu_start_ns {
+            Some(start) => cpu
+                .cpu_ns(self.tid, now)
+                .map_or(0, |c| c.saturating_sub(start)),
+            None => 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Req {
     tid: u32,
@@ -110,9 +129,10 @@ struct Req {
     state: State,
     /// Initiated: when it joined the queue.
     queued_since: u64,
-    /// FIFO stint: credit granted and the thread's CPU time at its start.
+    /// FIFO stint: credit granted and the thread's CPU time at its start
+    /// (`None` until [`Runtime::start_credits`] read it: nothing used yet).
     credit_ns: u64,
-    cpu_start_ns: u64,
+    cpu_start_ns: Option<u64>,
     promoted: bool,
 }
 
@@ -179,7 +199,7 @@ impl<C: Clock> Runtime<C> {
     }
 
     /// A request arrived.
-    pub fn on_arrival(&mut self, r: &Request, cpu: &dyn CpuTimes, out: &mut Vec<Action>) {
+    pub fn on_arrival(&mut self, r: &Request, out: &mut Vec<Action>) {
         let now = self.clock.now_ns();
         self.controller.on_arrival(r.start_ns);
         self.counts.arrived += 1;
@@ -194,16 +214,16 @@ impl<C: Clock> Runtime<C> {
                 state: State::Initiated,
                 queued_since: now,
                 credit_ns: 0,
-                cpu_start_ns: 0,
+                cpu_start_ns: None,
                 promoted: false,
             },
         );
         self.queue.push_back(r.id);
-        self.fill_slots(now, cpu, out, Some(r.id));
+        self.fill_slots(now, out, Some(r.id));
     }
 
     /// A request ended (reply sent, abandoned, or its thread vanished).
-    pub fn on_completion(&mut self, id: RequestId, cpu: &dyn CpuTimes, out: &mut Vec<Action>) {
+    pub fn on_completion(&mut self, id: RequestId, out: &mut Vec<Action>) {
         let Some(r) = self.reqs.remove(&id) else {
             return;
         };
@@ -232,7 +252,7 @@ impl<C: Clock> Runtime<C> {
             }
         }
         let now = self.clock.now_ns();
-        self.fill_slots(now, cpu, out, None);
+        self.fill_slots(now, out, None);
     }
 
     /// Timer expiry (or any time): demote holders whose credit is spent,
@@ -243,9 +263,7 @@ impl<C: Clock> Runtime<C> {
         while i < self.holders.len() {
             let id = self.holders[i];
             let r = self.reqs.get_mut(&id).expect("holder is live");
-            let used = cpu
-                .cpu_ns(r.tid, now)
-                .map_or(0, |c| c.saturating_sub(r.cpu_start_ns));
+            let used = r.credit_used(cpu, now);
             if used < r.credit_ns {
                 i += 1;
                 continue;
@@ -278,7 +296,20 @@ impl<C: Clock> Runtime<C> {
             self.queue.pop_front();
             self.demoted.push(id);
         }
-        self.fill_slots(now, cpu, out, None);
+        self.fill_slots(now, out, None);
+    }
+
+    /// Starts the credit meter of every stint begun since the last call:
+    /// each holder's CPU time now. Call it after applying the actions that
+    /// put them in SCHED_FIFO.
+    pub fn start_credits(&mut self, cpu: &dyn CpuTimes) {
+        let now = self.clock.now_ns();
+        for id in &self.holders {
+            let r = self.reqs.get_mut(id).expect("holder is live");
+            if r.cpu_start_ns.is_none() {
+                r.cpu_start_ns = Some(cpu.cpu_ns(r.tid, now).unwrap_or(0));
+            }
+        }
     }
 
     /// When [`Runtime::on_timer`] must run next (absolute ns), if ever.
@@ -292,9 +323,7 @@ impl<C: Clock> Runtime<C> {
         };
         for id in &self.holders {
             let r = &self.reqs[id];
-            let used = cpu
-                .cpu_ns(r.tid, now)
-                .map_or(0, |c| c.saturating_sub(r.cpu_start_ns));
+            let used = r.credit_used(cpu, now);
             consider(now + r.credit_ns.saturating_sub(used));
         }
         if let Some(id) = self.queue.front() {
@@ -321,13 +350,7 @@ impl<C: Clock> Runtime<C> {
 
     /// Gives free FIFO slots to Imminent candidates (earliest deadline
     /// first), then to waiting requests in arrival order.
-    fn fill_slots(
-        &mut self,
-        now: u64,
-        cpu: &dyn CpuTimes,
-        out: &mut Vec<Action>,
-        arriving: Option<RequestId>,
-    ) {
+    fn fill_slots(&mut self, now: u64, out: &mut Vec<Action>, arriving: Option<RequestId>) {
         let s = self.slice_ns();
         let window = (self.params.imminent_factor * s as f64) as u64;
         while self.holders.len() < self.params.cpus as usize {
@@ -354,7 +377,7 @@ impl<C: Clock> Runtime<C> {
             r.state = state;
             r.promoted |= state == State::Imminent;
             r.credit_ns = s;
-            r.cpu_start_ns = cpu.cpu_ns(r.tid, now).unwrap_or(0);
+            r.cpu_start_ns = None;
             self.holders.push(id);
             out.push(Action::SetFifo {
                 request: id,
@@ -419,13 +442,17 @@ mod tests {
                 sock: id,
                 start_ns: self.clock.now_ns(),
             };
-            self.rt.on_arrival(&r, &self.cpu, &mut self.out);
+            self.rt.on_arrival(&r, &mut self.out);
+            self.rt.start_credits(&self.cpu);
         }
         fn complete(&mut self, id: RequestId) {
-            self.rt.on_completion(id, &self.cpu, &mut self.out);
+            self.rt.on_completion(id, &mut self.out);
+            self.rt.start_credits(&self.cpu);
         }
+        /// A timer expiry, its actions applied (as the agent does).
         fn timer(&mut self) {
             self.rt.on_timer(&self.cpu, &mut self.out);
+            self.rt.start_credits(&self.cpu);
         }
         fn take(&mut self) -> Vec<Action> {
             std::mem::take(&mut self.out)
@@ -475,6 +502,32 @@ mod tests {
         f.complete(1);
         assert_eq!(other_ids(&f.take()), [1], "thread goes back to OTHER");
         assert_eq!(f.rt.counts().completed_embarked, 1);
+    }
+
+    #[test]
+    fn credit_is_metered_from_start_credits_not_from_the_decision() {
+        let mut f = fixture(1, &[]);
+        let r = Request {
+            id: 1,
+            tid: 11,
+            tgid: 7,
+            sock: 1,
+            start_ns: f.clock.now_ns(),
+        };
+        f.rt.on_arrival(&r, &mut f.out);
+        assert_eq!(fifo_ids(&f.take()), [1]);
+        // CPU the thread burns before its SCHED_FIFO is set is not charged:
+        // the meter has not started, so the whole credit remains.
+        f.run(11, 3 * MS);
+        let s = f.rt.slice_ns();
+        assert_eq!(f.rt.next_wakeup(&f.cpu), Some(f.clock.now_ns() + s));
+        f.rt.start_credits(&f.cpu);
+        f.run(11, s - MS);
+        f.timer();
+        assert!(f.take().is_empty(), "1 ms of credit left, not -2 ms");
+        f.run(11, MS);
+        f.timer();
+        assert_eq!(other_ids(&f.take()), [1]);
     }
 
     #[test]
