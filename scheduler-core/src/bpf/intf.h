@@ -18,7 +18,12 @@ enum slokit_counter {
 	SLOKIT_NR_COUNTERS = 3,
 };
 
-#define SLOKIT_MAX_TARGETS 1024
+/* Target processes are a bitmap over every possible tgid (PID_MAX_LIMIT on
+ * 64-bit: 2^22), one bit each, in 64-bit words: 512 KiB. An array lookup is
+ * inlined by the verifier, so the filter that runs on every socket call of
+ * the machine costs a few instructions instead of a hash lookup. */
+#define SLOKIT_TGID_LIMIT (1u << 22)
+#define SLOKIT_TARGET_WORDS (SLOKIT_TGID_LIMIT / 64)
 #define SLOKIT_MAX_THREADS 65536
 
 /* One socket event of a target process, through the ring buffer. */

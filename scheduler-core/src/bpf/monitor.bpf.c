@@ -10,7 +10,8 @@
  *    hash map user space reads (the two-level policy's credit is on-CPU
  *    time, so a sleeping request keeps its credit).
  *
- * Only processes whose tgid is in `targets` (filled by user space) are seen.
+ * Only processes whose tgid has its bit set in `targets` (set by user space)
+ * are seen.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -35,11 +36,19 @@ struct slokit_event slokit_event_layout;
 struct slokit_cpu_acct slokit_cpu_acct_layout;
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SLOKIT_MAX_TARGETS);
-	__type(key, __u32);  /* tgid */
-	__type(value, __u8);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SLOKIT_TARGET_WORDS);
+	__type(key, __u32);    /* tgid / 64 */
+	__type(value, __u64);  /* bit tgid % 64: a target */
 } targets SEC(".maps");
+
+static __always_inline bool is_target(__u32 tgid)
+{
+	__u32 word = tgid / 64;
+	__u64 *bits = bpf_map_lookup_elem(&targets, &word);
+
+	return bits && (*bits >> (tgid % 64)) & 1;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -72,7 +81,7 @@ static __always_inline int emit(struct sock *sk, int ret, __u32 kind)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
 
-	if (!bpf_map_lookup_elem(&targets, &tgid))
+	if (!is_target(tgid))
 		return 0;
 	if (inet_only) {
 		__u16 family = sk->__sk_common.skc_family;
@@ -123,7 +132,7 @@ int BPF_PROG(slokit_switch, bool preempt, struct task_struct *prev,
 	__u32 prev_tgid = prev->tgid, next_tgid = next->tgid;
 	__u32 prev_tid = prev->pid, next_tid = next->pid;
 
-	if (bpf_map_lookup_elem(&targets, &prev_tgid)) {
+	if (is_target(prev_tgid)) {
 		struct slokit_cpu_acct *a = bpf_map_lookup_elem(&cpu_acct, &prev_tid);
 		if (a) {
 			if (a->on_cpu) {
@@ -137,7 +146,7 @@ int BPF_PROG(slokit_switch, bool preempt, struct task_struct *prev,
 				count(SLOKIT_CNT_ACCT_FULL);
 		}
 	}
-	if (bpf_map_lookup_elem(&targets, &next_tgid)) {
+	if (is_target(next_tgid)) {
 		struct slokit_cpu_acct *a = bpf_map_lookup_elem(&cpu_acct, &next_tid);
 		if (a) {
 			a->last_in_ns = now;

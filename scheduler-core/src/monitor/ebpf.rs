@@ -229,11 +229,27 @@ impl Monitor for EbpfMonitor<'_> {
     }
 
     fn add_target(&mut self, tgid: u32) -> Result<(), SchedError> {
-        self.skel
-            .maps
-            .targets
-            .update(&tgid.to_ne_bytes(), &[1u8], MapFlags::ANY)
-            .map_err(|e| SchedError::Bpf(format!("cannot add pid {tgid} to the target map: {e}")))
+        // The target set is a bitmap of one bit per tgid (see intf.h); only
+        // this thread writes it.
+        let map = &self.skel.maps.targets;
+        if u64::from(tgid) >= u64::from(map.max_entries()) * 64 {
+            return Err(SchedError::Config(format!(
+                "pid {tgid} is above the kernel's pid limit"
+            )));
+        }
+        let word = (tgid / 64).to_ne_bytes();
+        let fail = |e| SchedError::Bpf(format!("cannot add pid {tgid} to the target map: {e}"));
+        let bits = map
+            .lookup(&word, MapFlags::ANY)
+            .map_err(fail)?
+            .and_then(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?)))
+            .unwrap_or(0);
+        map.update(
+            &word,
+            &(bits | 1 << (tgid % 64)).to_ne_bytes(),
+            MapFlags::ANY,
+        )
+        .map_err(fail)
     }
 }
 
