@@ -583,22 +583,27 @@ impl LoopState {
         actions: &mut Vec<Action>,
     ) -> Result<(), SchedError> {
         m.drain(events)?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        // One clock read per batch: every event in it is handled now.
+        let now = monotonic_ns();
         self.events += events.len() as u64;
         for e in events.drain(..) {
             self.register.on_event(&e, changes);
         }
         for c in changes.drain(..) {
-            self.on_change(c, actions);
+            self.on_change(c, now, actions);
         }
         Ok(())
     }
 
-    fn on_change(&mut self, c: Change, actions: &mut Vec<Action>) {
+    fn on_change(&mut self, c: Change, now: u64, actions: &mut Vec<Action>) {
         let two_level = self.policy == Policy::TwoLevel;
         match c {
             Change::Started(r) => {
                 self.requests_seen += 1;
-                let seen_after = monotonic_ns().saturating_sub(r.start_ns);
+                let seen_after = now.saturating_sub(r.start_ns);
                 self.arrival_to_agent.saturating_record(seen_after.max(1));
                 if two_level {
                     self.runtime.on_arrival(&r, actions);

@@ -17,7 +17,7 @@
 //! old connection died without a reply), the old one is abandoned rather
 //! than left active forever.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 /// Identifier the register gives each request (1, 2, 3, … in arrival order).
 pub type RequestId = u64;
@@ -75,8 +75,9 @@ pub enum Change {
 /// The register of active requests.
 #[derive(Debug, Default)]
 pub struct Register {
-    by_sock: HashMap<(u32, u64), Request>,
-    by_tid: HashMap<u32, (u32, u64)>,
+    // Fx hashing: SipHash was ~40 % of the agent's CPU at 40 000 requests/s.
+    by_sock: FxHashMap<(u32, u64), Request>,
+    by_tid: FxHashMap<u32, (u32, u64)>,
     next_id: RequestId,
     ignored: u64,
 }

@@ -31,6 +31,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use rustc_hash::FxHashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
@@ -145,7 +147,7 @@ pub struct Runtime<C: Clock> {
     params: TwoLevelParams,
     controller: SliceController,
     clock: C,
-    reqs: HashMap<RequestId, Req>,
+    reqs: FxHashMap<RequestId, Req>,
     queue: VecDeque<RequestId>,
     holders: Vec<RequestId>,
     demoted: Vec<RequestId>,
@@ -160,7 +162,7 @@ impl<C: Clock> Runtime<C> {
             params,
             controller: SliceController::new(params),
             clock,
-            reqs: HashMap::new(),
+            reqs: FxHashMap::default(),
             queue: VecDeque::new(),
             holders: Vec::with_capacity(params.cpus as usize),
             demoted: Vec::new(),
