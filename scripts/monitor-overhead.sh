@@ -2,8 +2,8 @@
 # Monitor cost: throughput of a closed-loop loopback request loop against
 # `slokit serve` without and with the scheduling agent's eBPF monitor
 # attached (`slokit sched --policy cfs`: monitor only, no policy changes).
-# Rounds alternate off/on so machine noise hits both; the medians and the
-# loss are printed. Goal: loss <= 2 %.
+# Rounds alternate off/on (ABBA order) so machine noise hits both; the
+# medians and the loss are printed. Goal: loss <= 2 %.
 #
 # Beside the throughput A/B (noisy on a shared VM: rounds differ by ±20 %)
 # it measures CPU per request, which the host's steal does not blur:
@@ -66,12 +66,19 @@ OFF=()
 ON=()
 SHARES=()
 CPU_LOSSES=()
-for r in $(seq "$ROUNDS"); do
+# One half without the agent: sets off, off_us.
+half_off() {
+  local b0 b1 out
   b0=$(busy_ticks)
   out=$(run_load)
   b1=$(busy_ticks)
   off=$(echo "$out" | rps)
   off_us=$(us_per_req "$b0" "$b1" "$(echo "$out" | requests)")
+}
+# One half with the agent attached (started before, stopped after, neither
+# inside the half): sets on, on_us, agent_ns, bpf, on_reqs, seen, drops.
+half_on() {
+  local a0 a1 p0 p1 b0 b1 out
   start_agent "$TMP/agent-$r.out" --policy cfs --pid "$HOST_PID" --summary-every 0 \
     --metrics-out "$TMP/agent-$r.json"
   a0=$(agent_ticks)
@@ -89,6 +96,11 @@ for r in $(seq "$ROUNDS"); do
   drops=$(sed -n 's/.*"event_drops": \([0-9]*\).*/\1/p' "$TMP/agent-$r.json")
   agent_ns=$(awk -v a="$a0" -v b="$a1" -v t="$CLK_TCK" 'BEGIN {printf "%.0f", (b - a) * 1e9 / t}')
   bpf=$((p1 - p0))
+}
+for r in $(seq "$ROUNDS"); do
+  # ABBA: odd rounds off then on, even rounds on then off, so neither
+  # order (nor a drift within a round) favours one side.
+  if [ $((r % 2)) -eq 1 ]; then half_off; half_on; else half_on; half_off; fi
   share=$(awk -v b="$bpf" -v a="$agent_ns" -v s="$SECS" -v n="$NCPU" 'BEGIN {printf "%.3f", (a + b) / (s * 1e9 * n) * 100}')
   own_us=$(awk -v b="$bpf" -v a="$agent_ns" -v q="$on_reqs" 'BEGIN {printf "%.3f", (a + b) / (q > 0 ? q : 1) / 1e3}')
   cpu_loss=$(awk -v off="$off_us" -v on="$on_us" 'BEGIN {printf "%.2f", (on - off) / on * 100}')
