@@ -5,9 +5,12 @@
 //! eventfd every GAP ms (so the agent CPU goes idle in between, as at FaaS
 //! rates); a "waiter" thread on CPU 0 in SCHED_FIFO 50 blocks in read() and
 //! records now − write time. Run once without and once with the agent's
-//! idle poller on CPU 0 (`slokit_sched::idle_poll`).
+//! idle poller on CPU 0 (`slokit_sched::idle_poll`). With `--kick` the
+//! worker writes no eventfd: it only advances a shared position, as the
+//! BPF ring buffer's producer does, and the idle poller (which `--kick`
+//! implies) notices and kicks the waiter from CPU 0 — the agent's path.
 //!
-//! Usage: wakeup_floor [--samples N] [--gap-ms G] [--idle-poll]
+//! Usage: wakeup_floor [--samples N] [--gap-ms G] [--idle-poll] [--kick]
 //! Prints one JSON line: samples, p50/p90/p99/max in µs. Needs root
 //! (SCHED_FIFO); the FIFO thread is this example's own and ends with it.
 
@@ -19,7 +22,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use slokit_functions::host::pin_current_thread;
 use slokit_sched::clock::monotonic_ns;
-use slokit_sched::idle_poll::IdlePollers;
+use slokit_sched::idle_poll::{IdlePollers, Watch};
+use slokit_sched::poll::EventFd;
 use slokit_sched::sys::{self, SchedAttr};
 
 fn eventfd() -> OwnedFd {
@@ -34,6 +38,7 @@ fn main() {
     let mut samples = 2000usize;
     let mut gap_ms = 5u64;
     let mut idle_poll = false;
+    let mut kick = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -50,25 +55,48 @@ fn main() {
                     .expect("--gap-ms G")
             }
             "--idle-poll" => idle_poll = true,
+            "--kick" => kick = true,
             other => panic!("unknown argument {other}"),
         }
     }
     let cpus = slokit_sched::targets::online_cpus();
     let (agent_cpu, worker_cpu) = (cpus[0], *cpus.last().expect("a CPU"));
-    let _pollers = idle_poll.then(|| IdlePollers::start(&[agent_cpu]).expect("idle poller"));
+    idle_poll |= kick;
+    let position = Arc::new(AtomicU64::new(0));
+    let kick_fd = Arc::new(EventFd::new().expect("eventfd"));
+    let watch = kick.then(|| {
+        let position = position.clone();
+        Watch {
+            position: Box::new(move || position.load(Ordering::Acquire)),
+            kick: kick_fd.clone(),
+        }
+    });
+    let _pollers = idle_poll.then(|| IdlePollers::start(&[agent_cpu], watch).expect("idle poller"));
 
     let efd = Arc::new(eventfd());
     let sent_at = Arc::new(AtomicU64::new(0));
     let waiter = {
-        let (efd, sent_at) = (efd.clone(), sent_at.clone());
+        let (efd, sent_at, kick_fd) = (efd.clone(), sent_at.clone(), kick_fd.clone());
         std::thread::spawn(move || {
             pin_current_thread(&[agent_cpu]).expect("pin the waiter");
             sys::set_attr(sys::gettid(), &SchedAttr::fifo(50)).expect("SCHED_FIFO (root?)");
             let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).unwrap();
             let mut buf = [0u8; 8];
             for _ in 0..samples {
-                // SAFETY: reading 8 bytes into an 8-byte buffer.
-                unsafe { libc::read(efd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+                if kick {
+                    // the kick eventfd is non-blocking: wait for it
+                    let mut pfd = libc::pollfd {
+                        fd: kick_fd.fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd, as the call is told.
+                    unsafe { libc::poll(&mut pfd, 1, -1) };
+                    kick_fd.drain();
+                } else {
+                    // SAFETY: reading 8 bytes into an 8-byte buffer.
+                    unsafe { libc::read(efd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+                }
                 let lat = monotonic_ns().saturating_sub(sent_at.load(Ordering::Acquire));
                 h.saturating_record(lat.max(1));
             }
@@ -79,6 +107,10 @@ fn main() {
     for _ in 0..samples {
         std::thread::sleep(Duration::from_millis(gap_ms));
         sent_at.store(monotonic_ns(), Ordering::Release);
+        if kick {
+            position.fetch_add(1, Ordering::Release);
+            continue;
+        }
         let one = 1u64.to_ne_bytes();
         // SAFETY: writing 8 bytes from an 8-byte buffer.
         unsafe { libc::write(efd.as_raw_fd(), one.as_ptr().cast(), 8) };
@@ -86,7 +118,7 @@ fn main() {
     let h = waiter.join().expect("waiter");
     let us = |q: f64| h.value_at_quantile(q) as f64 / 1e3;
     println!(
-        "{{\"samples\":{},\"idle_poll\":{idle_poll},\"gap_ms\":{gap_ms},\"p50_us\":{:.1},\"p90_us\":{:.1},\"p99_us\":{:.1},\"max_us\":{:.1}}}",
+        "{{\"samples\":{},\"idle_poll\":{idle_poll},\"kick\":{kick},\"gap_ms\":{gap_ms},\"p50_us\":{:.1},\"p90_us\":{:.1},\"p99_us\":{:.1},\"max_us\":{:.1}}}",
         h.len(),
         us(0.5),
         us(0.9),

@@ -27,13 +27,13 @@ use crate::actuator::{Actuator, Applied};
 use crate::clock::{monotonic_ns, MonotonicClock};
 use crate::error::SchedError;
 use crate::guardian::Guardian;
-use crate::idle_poll::IdlePollers;
+use crate::idle_poll::{IdlePollers, Watch};
 use crate::metrics::{AgentMetrics, LatencyStats, METRICS_SCHEMA};
 use crate::monitor::ebpf::{with_ebpf_monitor, EbpfOptions};
 use crate::monitor::notify::NotifyMonitor;
 use crate::monitor::{Monitor, MonitorChoice};
 use crate::params::TwoLevelParams;
-use crate::poll::{Epoll, TimerFd};
+use crate::poll::{Epoll, EventFd, TimerFd};
 use crate::register::{Change, Register, SocketEvent};
 use crate::runtime::{Action, Runtime};
 use crate::sys::{self, SchedAttr};
@@ -410,6 +410,7 @@ fn latency_histogram() -> Histogram<u64> {
 const MONITOR: u64 = 1;
 const CREDIT: u64 = 2;
 const TICK: u64 = 3;
+const KICK: u64 = 4;
 
 /// The loop's state; becomes the metrics.
 struct LoopState {
@@ -498,9 +499,17 @@ impl LoopState {
         epoll.add(credit.fd(), CREDIT)?;
         epoll.add(tick.fd(), TICK)?;
         tick.set_periodic(cfg.timeline_interval.as_nanos().max(1_000_000) as u64)?;
+        // The idle pollers also watch the monitor's ring and kick the agent
+        // on its own CPU when an event lands (see idle_poll.rs).
+        let kick = Arc::new(EventFd::new()?);
+        epoll.add(kick.fd(), KICK)?;
         // Stopped and joined when this function returns.
         let _idle_pollers = if cfg.idle_poll {
-            Some(IdlePollers::start(&self.agent_cpus)?)
+            let watch = m.producer_position().map(|position| Watch {
+                position,
+                kick: kick.clone(),
+            });
+            Some(IdlePollers::start(&self.agent_cpus, watch)?)
         } else {
             None
         };
@@ -521,6 +530,10 @@ impl LoopState {
             for &t in &tokens {
                 match t {
                     MONITOR => self.drain(m, &mut events, &mut changes, &mut actions)?,
+                    KICK => {
+                        kick.drain();
+                        self.drain(m, &mut events, &mut changes, &mut actions)?;
+                    }
                     CREDIT => {
                         credit.drain();
                         if self.policy == Policy::TwoLevel {

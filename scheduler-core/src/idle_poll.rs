@@ -10,13 +10,28 @@
 //! CPU's idle time (and energy). It lives in the agent process, so it ends
 //! with it on every exit path, SIGKILL included; [`IdlePollers`] stops and
 //! joins the threads when dropped.
+//!
+//! While it spins it can also [`Watch`] the monitor's ring buffer (its
+//! producer position, mapped read-only): when an event is written it wakes
+//! the agent through an eventfd on its own CPU — a same-CPU wake-up instead
+//! of the ring buffer's own (an irq_work interrupt on the function CPU,
+//! then an IPI to the agent's), which is what a VM makes expensive. The
+//! ring's wake-up still comes too; whichever is first, the agent drains.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::error::SchedError;
+use crate::poll::EventFd;
 use crate::sys::{self, SchedAttr};
+
+/// What the pollers watch: a position that moves when the monitor writes
+/// an event, and the eventfd that wakes the agent.
+pub struct Watch {
+    pub position: Box<dyn Fn() -> u64 + Send + Sync>,
+    pub kick: Arc<EventFd>,
+}
 
 /// The running pollers; dropping stops and joins them.
 pub struct IdlePollers {
@@ -25,10 +40,12 @@ pub struct IdlePollers {
 }
 
 impl IdlePollers {
-    /// Starts one `SCHED_IDLE` spinning thread pinned to each of `cpus`.
-    /// Returns once every thread is pinned and in `SCHED_IDLE` (or the error
-    /// of the first that could not be).
-    pub fn start(cpus: &[usize]) -> Result<IdlePollers, SchedError> {
+    /// Starts one `SCHED_IDLE` spinning thread pinned to each of `cpus`,
+    /// each kicking `watch` when its position moves. Returns once every
+    /// thread is pinned and in `SCHED_IDLE` (or the error of the first that
+    /// could not be).
+    pub fn start(cpus: &[usize], watch: Option<Watch>) -> Result<IdlePollers, SchedError> {
+        let watch = watch.map(Arc::new);
         let stop = Arc::new(AtomicBool::new(false));
         let mut pollers = IdlePollers {
             stop: stop.clone(),
@@ -37,6 +54,7 @@ impl IdlePollers {
         for &cpu in cpus {
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let stop = stop.clone();
+            let watch = watch.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("slokit-idle-{cpu}"))
                 .spawn(move || {
@@ -47,8 +65,16 @@ impl IdlePollers {
                     if !ok {
                         return;
                     }
+                    let mut seen = watch.as_ref().map(|w| (w.position)());
                     while !stop.load(Ordering::Relaxed) {
-                        for _ in 0..1024 {
+                        if let Some(w) = &watch {
+                            let now = (w.position)();
+                            if seen != Some(now) {
+                                seen = Some(now);
+                                w.kick.signal();
+                            }
+                        }
+                        for _ in 0..64 {
                             std::hint::spin_loop();
                         }
                     }
@@ -97,6 +123,9 @@ impl Drop for IdlePollers {
 mod tests {
     use super::*;
 
+    /// The tests count this process's pollers, so they take turns.
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// Policy (stat field 41) and last CPU (field 39) of every thread of
     /// this process named `slokit-idle-*`.
     fn pollers() -> Vec<(u32, usize)> {
@@ -115,8 +144,9 @@ mod tests {
 
     #[test]
     fn pollers_run_in_sched_idle_on_their_cpu_and_stop_on_drop() {
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
         let cpu = *crate::targets::online_cpus().first().unwrap();
-        let p = IdlePollers::start(&[cpu]).unwrap();
+        let p = IdlePollers::start(&[cpu], None).unwrap();
         assert_eq!(p.len(), 1);
         let seen = pollers();
         assert_eq!(seen.len(), 1, "{seen:?}");
@@ -124,5 +154,42 @@ mod tests {
         assert_eq!(seen[0].1, cpu, "pinned");
         drop(p);
         assert!(pollers().is_empty(), "joined on drop");
+    }
+
+    #[test]
+    fn a_moving_position_kicks_the_eventfd() {
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        use std::sync::atomic::AtomicU64;
+        let cpu = *crate::targets::online_cpus().first().unwrap();
+        let position = Arc::new(AtomicU64::new(0));
+        let kick = Arc::new(EventFd::new().unwrap());
+        let p = {
+            let position = position.clone();
+            let watch = Watch {
+                position: Box::new(move || position.load(Ordering::Acquire)),
+                kick: kick.clone(),
+            };
+            IdlePollers::start(&[cpu], Some(watch)).unwrap()
+        };
+        let kicked_within = |limit: std::time::Duration| {
+            let start = std::time::Instant::now();
+            while start.elapsed() < limit {
+                if kick.drain() > 0 {
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            false
+        };
+        assert!(
+            !kicked_within(std::time::Duration::from_millis(50)),
+            "still: no kick"
+        );
+        position.store(40, Ordering::Release);
+        assert!(
+            kicked_within(std::time::Duration::from_secs(5)),
+            "moved: kicked"
+        );
+        drop(p);
     }
 }

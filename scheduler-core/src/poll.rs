@@ -1,7 +1,8 @@
-//! Thin wrappers over epoll(7) and timerfd(2): the agent's event loop waits
-//! on the monitor, the credit timer and the periodic tick at once, and the
-//! credit timer fires at an absolute `CLOCK_MONOTONIC` instant (no polling
-//! loop, no sleep granularity).
+//! Thin wrappers over epoll(7), timerfd(2) and eventfd(2): the agent's
+//! event loop waits on the monitor, the credit timer, the periodic tick and
+//! the idle poller's kick at once, and the credit timer fires at an
+//! absolute `CLOCK_MONOTONIC` instant (no polling loop, no sleep
+//! granularity).
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -160,5 +161,44 @@ mod tests {
         t.disarm().unwrap();
         ep.wait(&mut tokens, 5).unwrap();
         assert!(tokens.is_empty(), "drained and disarmed: quiet");
+    }
+}
+
+/// An eventfd another thread signals to wake the agent's loop.
+#[derive(Debug)]
+pub struct EventFd(OwnedFd);
+
+impl EventFd {
+    pub fn new() -> Result<Self, SchedError> {
+        // SAFETY: plain syscall; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(last_error("eventfd"));
+        }
+        // SAFETY: a fresh descriptor we own.
+        Ok(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    /// Makes the descriptor readable (wakes a waiter).
+    pub fn signal(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writing 8 bytes from an 8-byte buffer to our eventfd.
+        unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), 8) };
+    }
+
+    /// Clears it; returns how many signals were pending.
+    pub fn drain(&self) -> u64 {
+        let mut buf = [0u8; 8];
+        // SAFETY: reading 8 bytes into an 8-byte buffer (non-blocking).
+        let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+        if n == 8 {
+            u64::from_ne_bytes(buf)
+        } else {
+            0
+        }
     }
 }

@@ -171,6 +171,60 @@ fn parse_event(data: &[u8]) -> Option<SocketEvent> {
     })
 }
 
+/// The ring buffer's producer page, mapped read-only: its first word is
+/// the producer position, which the kernel advances on every reserve.
+struct ProducerPage {
+    addr: std::ptr::NonNull<libc::c_void>,
+    len: usize,
+}
+
+// SAFETY: a read-only shared mapping, only ever read atomically.
+unsafe impl Send for ProducerPage {}
+// SAFETY: as above.
+unsafe impl Sync for ProducerPage {}
+
+impl ProducerPage {
+    /// Maps page 1 of the ring buffer map (page 0 is the consumer's).
+    fn map(ring: std::os::fd::BorrowedFd<'_>) -> std::io::Result<ProducerPage> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: sysconf has no preconditions.
+        let len = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        // SAFETY: a new read-only shared mapping of one page of the map at
+        // offset one page, as the ring buffer's mmap layout provides.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                ring.as_raw_fd(),
+                len as libc::off_t,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let addr = std::ptr::NonNull::new(addr).ok_or_else(std::io::Error::last_os_error)?;
+        Ok(ProducerPage { addr, len })
+    }
+
+    fn position(&self) -> u64 {
+        // SAFETY: the page is mapped for our lifetime, page-aligned, and
+        // the kernel writes this word with release semantics.
+        unsafe {
+            (*self.addr.as_ptr().cast::<std::sync::atomic::AtomicU64>())
+                .load(std::sync::atomic::Ordering::Acquire)
+        }
+    }
+}
+
+impl Drop for ProducerPage {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `map` mapped.
+        unsafe { libc::munmap(self.addr.as_ptr(), self.len) };
+    }
+}
+
 /// The loaded monitor (lives inside [`with_ebpf_monitor`]).
 struct EbpfMonitor<'a> {
     skel: &'a MonitorSkel<'a>,
@@ -226,6 +280,12 @@ impl Monitor for EbpfMonitor<'_> {
                 .sum(),
             _ => 0,
         }
+    }
+
+    fn producer_position(&self) -> Option<Box<dyn Fn() -> u64 + Send + Sync>> {
+        use std::os::fd::AsFd;
+        let page = ProducerPage::map(self.skel.maps.events.as_fd()).ok()?;
+        Some(Box::new(move || page.position()))
     }
 
     fn add_target(&mut self, tgid: u32) -> Result<(), SchedError> {
@@ -374,6 +434,10 @@ mod tests {
 
         let changes = with_ebpf_monitor(opts, |m| {
             m.add_target(pid).unwrap();
+            let position = m
+                .producer_position()
+                .expect("the ring's producer page maps");
+            let before = position();
             // 3 keep-alive connections × 40 requests + 30 one-shot connections
             let mut sent = 0;
             let mut conns: Vec<TcpStream> = (0..3)
@@ -396,6 +460,13 @@ mod tests {
                     sent += 1;
                 }
             }
+            // every event advanced the position the idle poller watches
+            // (16 bytes of record plus an 8-byte header each, at least)
+            assert!(
+                position() >= before + 2 * 24 * sent as u64,
+                "{before} → {}",
+                position()
+            );
             // the keep-alive connections' worker threads, while they live
             let keep_alive_workers = crate::targets::threads_named(pid, "fn-worker-");
             // they have on-CPU time in the BPF map (checked while they live:

@@ -53,4 +53,10 @@ pub trait Monitor: CpuTimes {
     fn drops(&self) -> u64;
     /// Starts watching process `tgid`.
     fn add_target(&mut self, tgid: u32) -> Result<(), SchedError>;
+    /// A position that moves whenever an event is written, readable from
+    /// another thread without a system call (the idle poller watches it);
+    /// `None` when the monitor has none.
+    fn producer_position(&self) -> Option<Box<dyn Fn() -> u64 + Send + Sync>> {
+        None
+    }
 }
