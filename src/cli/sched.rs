@@ -54,7 +54,8 @@ pub struct Args {
     agent_priority: u8,
     /// Keep the agent CPUs out of idle with SCHED_IDLE spinners, so an
     /// arrival wakes the agent in tens of µs instead of waking a halted CPU
-    /// (milliseconds on a VM). auto: on for two-level, which decides per
+    /// (milliseconds on a VM); they also watch the eBPF ring and wake the
+    /// agent from its own CPU. auto: on for two-level, which decides per
     /// event; off for the baselines.
     #[arg(long, value_enum, default_value_t = IdlePoll::Auto)]
     idle_poll: IdlePoll,
