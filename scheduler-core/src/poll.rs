@@ -12,6 +12,19 @@ fn last_error(what: &str) -> SchedError {
     SchedError::sys(what, std::io::Error::last_os_error())
 }
 
+/// Reads the 8-byte counter of a timerfd or eventfd (0 when none is
+/// pending: both are non-blocking here).
+fn read_counter(fd: &OwnedFd) -> u64 {
+    let mut buf = [0u8; 8];
+    // SAFETY: reading 8 bytes into an 8-byte buffer.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+    if n == 8 {
+        u64::from_ne_bytes(buf)
+    } else {
+        0
+    }
+}
+
 /// An epoll instance.
 #[derive(Debug)]
 pub struct Epoll(OwnedFd);
@@ -128,14 +141,7 @@ impl TimerFd {
 
     /// Consumes pending expirations (so level-triggered epoll goes quiet).
     pub fn drain(&self) -> u64 {
-        let mut buf = [0u8; 8];
-        // SAFETY: reading 8 bytes into an 8-byte buffer.
-        let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
-        if n == 8 {
-            u64::from_ne_bytes(buf)
-        } else {
-            0
-        }
+        read_counter(&self.0)
     }
 }
 
@@ -192,13 +198,6 @@ impl EventFd {
 
     /// Clears it; returns how many signals were pending.
     pub fn drain(&self) -> u64 {
-        let mut buf = [0u8; 8];
-        // SAFETY: reading 8 bytes into an 8-byte buffer (non-blocking).
-        let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
-        if n == 8 {
-            u64::from_ne_bytes(buf)
-        } else {
-            0
-        }
+        read_counter(&self.0)
     }
 }
