@@ -412,6 +412,11 @@ const CREDIT: u64 = 2;
 const TICK: u64 = 3;
 const KICK: u64 = 4;
 
+/// The credit timer is armed this much before the instant the runtime asks
+/// for, and the agent spins the rest: a timerfd fires ~50 µs late at p50
+/// on a VM (docs/scheduler.md), which would delay every demotion by that.
+const TIMER_LEAD_NS: u64 = 60_000;
+
 /// The loop's state; becomes the metrics.
 struct LoopState {
     policy: Policy,
@@ -525,6 +530,8 @@ impl LoopState {
         let mut actions: Vec<Action> = Vec::new();
         let mut last_scan = Instant::now();
         let mut last_summary = Instant::now();
+        // When the runtime wants on_timer next (0: never).
+        let mut armed_at = 0u64;
         loop {
             epoll.wait(&mut tokens, -1)?;
             for &t in &tokens {
@@ -537,6 +544,11 @@ impl LoopState {
                     CREDIT => {
                         credit.drain();
                         if self.policy == Policy::TwoLevel {
+                            // Armed TIMER_LEAD_NS early: wait out the rest
+                            // on the CPU, then act on time.
+                            while armed_at > monotonic_ns() {
+                                std::hint::spin_loop();
+                            }
                             self.runtime.on_timer(m, &mut actions);
                         }
                     }
@@ -563,9 +575,10 @@ impl LoopState {
             if self.policy == Policy::TwoLevel {
                 // After the actions: CPU-time reads are system calls.
                 self.runtime.start_credits(m);
-                match self.runtime.next_wakeup(m) {
-                    Some(at) => credit.set_at(at)?,
-                    None => credit.disarm()?,
+                armed_at = self.runtime.next_wakeup(m).unwrap_or(0);
+                match armed_at {
+                    0 => credit.disarm()?,
+                    at => credit.set_at(at.saturating_sub(TIMER_LEAD_NS))?,
                 }
             }
             if stop.load(Ordering::Relaxed) {
