@@ -546,8 +546,12 @@ impl LoopState {
                         if self.policy == Policy::TwoLevel {
                             // Armed TIMER_LEAD_NS early: wait out the rest
                             // on the CPU, then act on time.
-                            while armed_at > monotonic_ns() {
-                                std::hint::spin_loop();
+                            // (Bounded: never more than the lead.)
+                            let spin_from = monotonic_ns();
+                            if armed_at.saturating_sub(spin_from) <= TIMER_LEAD_NS {
+                                while armed_at > monotonic_ns() {
+                                    std::hint::spin_loop();
+                                }
                             }
                             self.runtime.on_timer(m, &mut actions);
                         }
