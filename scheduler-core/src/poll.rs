@@ -145,31 +145,6 @@ impl TimerFd {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::monotonic_ns;
-
-    #[test]
-    fn absolute_timer_wakes_epoll_after_its_instant() {
-        let ep = Epoll::new().unwrap();
-        let t = TimerFd::new().unwrap();
-        ep.add(t.fd(), 7).unwrap();
-        let at = monotonic_ns() + 2_000_000;
-        t.set_at(at).unwrap();
-        let mut tokens = Vec::new();
-        while tokens.is_empty() {
-            ep.wait(&mut tokens, 1000).unwrap();
-        }
-        assert!(monotonic_ns() >= at);
-        assert_eq!(tokens, [7]);
-        assert_eq!(t.drain(), 1);
-        t.disarm().unwrap();
-        ep.wait(&mut tokens, 5).unwrap();
-        assert!(tokens.is_empty(), "drained and disarmed: quiet");
-    }
-}
-
 /// An eventfd another thread signals to wake the agent's loop.
 #[derive(Debug)]
 pub struct EventFd(OwnedFd);
@@ -199,5 +174,30 @@ impl EventFd {
     /// Clears it; returns how many signals were pending.
     pub fn drain(&self) -> u64 {
         read_counter(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::monotonic_ns;
+
+    #[test]
+    fn absolute_timer_wakes_epoll_after_its_instant() {
+        let ep = Epoll::new().unwrap();
+        let t = TimerFd::new().unwrap();
+        ep.add(t.fd(), 7).unwrap();
+        let at = monotonic_ns() + 2_000_000;
+        t.set_at(at).unwrap();
+        let mut tokens = Vec::new();
+        while tokens.is_empty() {
+            ep.wait(&mut tokens, 1000).unwrap();
+        }
+        assert!(monotonic_ns() >= at);
+        assert_eq!(tokens, [7]);
+        assert_eq!(t.drain(), 1);
+        t.disarm().unwrap();
+        ep.wait(&mut tokens, 5).unwrap();
+        assert!(tokens.is_empty(), "drained and disarmed: quiet");
     }
 }

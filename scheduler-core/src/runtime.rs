@@ -109,19 +109,6 @@ impl TransitionCounts {
     }
 }
 
-impl Req {
-    /// On-CPU time the current FIFO stint has used (0 before its meter
-    /// started).
-    fn credit_used(&self, cpu: &dyn CpuTimes, now: u64) -> u64 {
-        match self.cpu_start_ns {
-            Some(start) => cpu
-                .cpu_ns(self.tid, now)
-                .map_or(0, |c| c.saturating_sub(start)),
-            None => 0,
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Req {
     tid: u32,
@@ -136,6 +123,19 @@ struct Req {
     credit_ns: u64,
     cpu_start_ns: Option<u64>,
     promoted: bool,
+}
+
+impl Req {
+    /// On-CPU time the current FIFO stint has used (0 before its meter
+    /// started).
+    fn credit_used(&self, cpu: &dyn CpuTimes, now: u64) -> u64 {
+        match self.cpu_start_ns {
+            Some(start) => cpu
+                .cpu_ns(self.tid, now)
+                .map_or(0, |c| c.saturating_sub(start)),
+            None => 0,
+        }
+    }
 }
 
 /// Wake-ups are never scheduled closer than this to now (no busy loop).
