@@ -13,9 +13,8 @@ enum slokit_event_kind {
 /* Slots of the per-CPU counter map `counters`. */
 enum slokit_counter {
 	SLOKIT_CNT_RINGBUF_DROPS = 0, /* ringbuf reserve failed: event lost */
-	SLOKIT_CNT_EVENTS = 1,        /* events emitted */
-	SLOKIT_CNT_ACCT_FULL = 2,     /* cpu_acct insert failed */
-	SLOKIT_NR_COUNTERS = 3,
+	SLOKIT_CNT_ACCT_FULL = 1,     /* cpu_acct insert failed */
+	SLOKIT_NR_COUNTERS = 2,
 };
 
 /* Target processes are a bitmap over every possible tgid (PID_MAX_LIMIT on

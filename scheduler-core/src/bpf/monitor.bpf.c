@@ -100,7 +100,6 @@ static __always_inline int emit(struct sock *sk, int ret, __u32 kind)
 	e->bytes = ret;
 	e->kind = kind;
 	bpf_ringbuf_submit(e, wakeup ? 0 : BPF_RB_NO_WAKEUP);
-	count(SLOKIT_CNT_EVENTS);
 	return 0;
 }
 

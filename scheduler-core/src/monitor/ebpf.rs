@@ -1,7 +1,7 @@
 //! The eBPF monitor: `src/bpf/monitor.bpf.c` through its libbpf-cargo
 //! skeleton. `tp_btf/sock_recv_length` and `tp_btf/sock_send_length` give
 //! one ring-buffer event per receive/send of a target process (filtered in
-//! the kernel by a tgid hash map); `tp_btf/sched_switch` keeps per-thread
+//! the kernel by a bitmap of target tgids); `tp_btf/sched_switch` keeps per-thread
 //! on-CPU time in a hash map read here. BTF tracepoints need no kprobes, no
 //! fentry and no tracefs (the seed used kprobes on tcp_recvmsg/tcp_sendmsg).
 
