@@ -67,7 +67,11 @@ fn main() {
     let watch = kick.then(|| {
         let position = position.clone();
         Watch {
-            position: Box::new(move || position.load(Ordering::Acquire)),
+            // (producer, consumer): the waiter consumes as it wakes
+            positions: Box::new(move || {
+                let p = position.load(Ordering::Acquire);
+                (p, p)
+            }),
             kick: kick_fd.clone(),
         }
     });

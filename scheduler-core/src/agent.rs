@@ -276,6 +276,13 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
     let ebpf_opts = EbpfOptions {
         wakeup: two_level,
         track_cpu: two_level,
+        // The idle pollers watch the ring and kick the agent, so events
+        // skip the ring's own wake-up while one of them runs.
+        agent_tgid: if two_level && cfg.idle_poll {
+            std::process::id()
+        } else {
+            0
+        },
         ..EbpfOptions::default()
     };
     let outcome = {
@@ -510,8 +517,8 @@ impl LoopState {
         epoll.add(kick.fd(), KICK)?;
         // Stopped and joined when this function returns.
         let _idle_pollers = if cfg.idle_poll {
-            let watch = m.producer_position().map(|position| Watch {
-                position,
+            let watch = m.ring_positions()?.map(|positions| Watch {
+                positions,
                 kick: kick.clone(),
             });
             Some(IdlePollers::start(&self.agent_cpus, watch)?)

@@ -12,25 +12,61 @@
 //! joins the threads when dropped.
 //!
 //! While it spins it can also [`Watch`] the monitor's ring buffer (its
-//! producer position, mapped read-only): when an event is written it wakes
-//! the agent through an eventfd on its own CPU — a same-CPU wake-up instead
-//! of the ring buffer's own (an irq_work interrupt on the function CPU,
-//! then an IPI to the agent's), which is what a VM makes expensive. The
-//! ring's wake-up still comes too; whichever is first, the agent drains.
+//! producer and consumer positions, mapped read-only): when an event is
+//! written it wakes the agent through an eventfd on its own CPU — a
+//! same-CPU wake-up instead of the ring buffer's own (an irq_work interrupt
+//! on the function CPU, then an IPI to the agent's), which is what a VM
+//! makes expensive. While a poller is on its CPU the BPF program skips the
+//! ring's wake-up altogether (`EbpfOptions::agent_tgid`), so the poller
+//! must not miss an event: it kicks when the producer moves, and again
+//! every [`REKICK`] while events stay unconsumed (an event reserved but not
+//! yet committed when the agent drained).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::error::SchedError;
+use crate::monitor::RingPositions;
 use crate::poll::EventFd;
 use crate::sys::{self, SchedAttr};
 
-/// What the pollers watch: a position that moves when the monitor writes
-/// an event, and the eventfd that wakes the agent.
+/// A poller kicks the agent again after this long while the ring holds
+/// events the agent has not consumed.
+pub const REKICK: Duration = Duration::from_micros(20);
+
+/// What the pollers watch: the monitor ring's positions, and the eventfd
+/// that wakes the agent.
 pub struct Watch {
-    pub position: Box<dyn Fn() -> u64 + Send + Sync>,
+    pub positions: RingPositions,
     pub kick: Arc<EventFd>,
+}
+
+/// One poller's memory of its last kick.
+struct Kicker {
+    producer: u64,
+    at: Instant,
+}
+
+impl Kicker {
+    fn new(w: &Watch) -> Kicker {
+        Kicker {
+            producer: (w.positions)().0,
+            at: Instant::now(),
+        }
+    }
+
+    /// Kicks when the producer moved since the last kick, or when events
+    /// stayed unconsumed for [`REKICK`].
+    fn check(&mut self, w: &Watch) {
+        let (producer, consumer) = (w.positions)();
+        if producer != self.producer || (producer != consumer && self.at.elapsed() >= REKICK) {
+            self.producer = producer;
+            self.at = Instant::now();
+            w.kick.signal();
+        }
+    }
 }
 
 /// The running pollers; dropping stops and joins them.
@@ -65,14 +101,10 @@ impl IdlePollers {
                     if !ok {
                         return;
                     }
-                    let mut seen = watch.as_ref().map(|w| (w.position)());
+                    let mut kicker = watch.as_deref().map(Kicker::new);
                     while !stop.load(Ordering::Relaxed) {
-                        if let Some(w) = &watch {
-                            let now = (w.position)();
-                            if seen != Some(now) {
-                                seen = Some(now);
-                                w.kick.signal();
-                            }
+                        if let (Some(w), Some(k)) = (watch.as_deref(), kicker.as_mut()) {
+                            k.check(w);
                         }
                         for _ in 0..64 {
                             std::hint::spin_loop();
@@ -120,11 +152,12 @@ impl Drop for IdlePollers {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// The tests count this process's pollers, so they take turns.
-    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    /// Tests that start pollers take turns (these count this process's
+    /// pollers; the eBPF monitor's tests start some too).
+    pub(crate) static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     /// Policy (stat field 41) and last CPU (field 39) of every thread of
     /// this process named `slokit-idle-*`.
@@ -166,7 +199,10 @@ mod tests {
         let p = {
             let position = position.clone();
             let watch = Watch {
-                position: Box::new(move || position.load(Ordering::Acquire)),
+                positions: Box::new(move || {
+                    let p = position.load(Ordering::Acquire);
+                    (p, p)
+                }),
                 kick: kick.clone(),
             };
             IdlePollers::start(&[cpu], Some(watch)).unwrap()
@@ -190,6 +226,34 @@ mod tests {
             kicked_within(std::time::Duration::from_secs(5)),
             "moved: kicked"
         );
+        drop(p);
+    }
+
+    /// An event reserved but not yet committed when the agent drained
+    /// leaves the consumer behind a producer that no longer moves: the
+    /// poller kicks again (every REKICK) until the agent catches up.
+    #[test]
+    fn unconsumed_events_kick_again_until_consumed() {
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        use std::sync::atomic::AtomicU64;
+        let cpu = *crate::targets::online_cpus().first().unwrap();
+        let consumer = Arc::new(AtomicU64::new(0));
+        let kick = Arc::new(EventFd::new().unwrap());
+        let p = {
+            let consumer = consumer.clone();
+            let watch = Watch {
+                positions: Box::new(move || (64, consumer.load(Ordering::Acquire))),
+                kick: kick.clone(),
+            };
+            IdlePollers::start(&[cpu], Some(watch)).unwrap()
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(kick.drain() > 1, "kicked again and again while behind");
+        consumer.store(64, Ordering::Release);
+        std::thread::sleep(Duration::from_millis(5));
+        kick.drain();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(kick.drain(), 0, "caught up: no more kicks");
         drop(p);
     }
 }

@@ -30,6 +30,21 @@ const volatile bool track_cpu = true;  /* maintain cpu_acct */
 /* Wake the consumer per event (the two-level policy decides on each one);
  * false: user space drains the ring on a timer (baselines only count). */
 const volatile bool wakeup = true;
+/* The agent's tgid when its idle pollers watch this ring (0: they do not).
+ * While a watcher is on one of its CPUs — an idle poller, or the agent's
+ * event thread, which drains before it sleeps — an event needs no
+ * wake-up of its own: the poller sees the producer position move and kicks
+ * the agent on its CPU. The ring's wake-up is an irq_work self-interrupt
+ * on the emitting CPU, then an IPI: ~3 µs per event in a VM, paid on the
+ * function's CPU. */
+const volatile __u32 agent_tgid = 0;
+/* The agent's event thread (the one that loaded this program and drains). */
+const volatile __u32 agent_tid = 0;
+
+/* Bit c set: the agent's event thread or one of its idle pollers (its only
+ * SCHED_IDLE threads) is on CPU c now (c < 64; kept by slokit_switch).
+ * Cleared is always safe: events then wake the agent. */
+__u64 agent_on_cpu = 0;
 
 /* Present so the skeleton's `types` module carries the shared structs. */
 struct slokit_event slokit_event_layout;
@@ -76,6 +91,38 @@ static __always_inline void count(__u32 slot)
 		*c += 1;
 }
 
+/* A word per CPU whose only use is a locked read-modify-write: a full
+ * memory barrier (x86 `lock xadd`; arm64's JIT fences fetch atomics). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} fence_word SEC(".maps");
+
+static __always_inline void full_fence(void)
+{
+	__u32 zero = 0;
+	__u64 *w = bpf_map_lookup_elem(&fence_word, &zero);
+	if (w)
+		__sync_fetch_and_add(w, 0);
+}
+
+/* The submit flags of an event reserved (so the producer position already
+ * moved): no wake-up while an agent thread is on its CPU. The fence orders
+ * the position's store before the load of the bits; slokit_switch clears a
+ * bit (a locked op) before it reads the position, so either this sees the
+ * bit cleared or the switch sees the event and nudges the agent. */
+static __always_inline __u64 submit_flags(void)
+{
+	if (!wakeup)
+		return BPF_RB_NO_WAKEUP;
+	if (!agent_tgid)
+		return 0;
+	full_fence();
+	return *(volatile __u64 *)&agent_on_cpu ? BPF_RB_NO_WAKEUP : 0;
+}
+
 static __always_inline int emit(struct sock *sk, int ret, __u32 kind)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -99,7 +146,7 @@ static __always_inline int emit(struct sock *sk, int ret, __u32 kind)
 	e->tid = (__u32)id;
 	e->bytes = ret;
 	e->kind = kind;
-	bpf_ringbuf_submit(e, wakeup ? 0 : BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, submit_flags());
 	return 0;
 }
 
@@ -121,6 +168,41 @@ int BPF_PROG(slokit_send, struct sock *sk, int ret, int flags)
 	return emit(sk, ret, SLOKIT_EV_SEND);
 }
 
+#define SCHED_IDLE 5
+
+static __always_inline bool is_watcher(struct task_struct *t, __u32 tgid)
+{
+	return tgid == agent_tgid && (t->pid == agent_tid || t->policy == SCHED_IDLE);
+}
+
+/* Keeps agent_on_cpu. When a watcher leaves its CPU to any other task with
+ * events in the ring the agent may not have seen, a nudge (a record shorter
+ * than an event, which user space skips) wakes the agent the ring's way.
+ * From one watcher to the other nothing changes: the agent drains as it
+ * runs, a poller kicks when the producer moved since its last kick. */
+static __always_inline void track_watchers(struct task_struct *prev, __u32 prev_tgid,
+					   struct task_struct *next, __u32 next_tgid)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+
+	if (!agent_tgid || cpu >= 64)
+		return;
+	bool prev_watches = is_watcher(prev, prev_tgid);
+	bool next_watches = is_watcher(next, next_tgid);
+	if (prev_watches == next_watches)
+		return;
+	if (next_watches) {
+		__sync_fetch_and_or(&agent_on_cpu, 1ull << cpu);
+		return;
+	}
+	__sync_fetch_and_and(&agent_on_cpu, ~(1ull << cpu));
+	if (bpf_ringbuf_query(&events, BPF_RB_PROD_POS) !=
+	    bpf_ringbuf_query(&events, BPF_RB_CONS_POS)) {
+		__u32 nudge = 0;
+		bpf_ringbuf_output(&events, &nudge, sizeof(nudge), BPF_RB_FORCE_WAKEUP);
+	}
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(slokit_switch, bool preempt, struct task_struct *prev,
 	     struct task_struct *next, unsigned int prev_state)
@@ -130,6 +212,8 @@ int BPF_PROG(slokit_switch, bool preempt, struct task_struct *prev,
 	__u64 now = bpf_ktime_get_ns();
 	__u32 prev_tgid = prev->tgid, next_tgid = next->tgid;
 	__u32 prev_tid = prev->pid, next_tid = next->pid;
+
+	track_watchers(prev, prev_tgid, next, next_tgid);
 
 	if (is_target(prev_tgid)) {
 		struct slokit_cpu_acct *a = bpf_map_lookup_elem(&cpu_acct, &prev_tid);

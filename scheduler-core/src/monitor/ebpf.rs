@@ -14,7 +14,7 @@ use std::rc::Rc;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, RingBuffer, RingBufferBuilder};
 
-use super::Monitor;
+use super::{Monitor, RingPositions};
 use crate::error::SchedError;
 use crate::register::{EventKind, SocketEvent};
 use crate::runtime::CpuTimes;
@@ -35,6 +35,15 @@ pub struct EbpfOptions {
     /// Wake the agent per event; false: events wait until the agent drains
     /// the ring on its periodic tick (the baselines, which only count).
     pub wakeup: bool,
+    /// The agent's pid when its idle pollers watch the ring
+    /// ([`Monitor::ring_positions`]) and kick it: while a watcher — one of
+    /// its pollers (its `SCHED_IDLE` threads) or the thread that loads the
+    /// monitor, which must be the one that drains it — is on its CPU,
+    /// events skip the ring's own wake-up (an irq_work interrupt and an
+    /// IPI: ~3 µs per event on a VM, paid on the function's CPU). Needs
+    /// `track_cpu` (the sched_switch program keeps which CPUs have a
+    /// watcher on them). 0: every event wakes.
+    pub agent_tgid: u32,
 }
 
 impl Default for EbpfOptions {
@@ -43,6 +52,7 @@ impl Default for EbpfOptions {
             inet_only: true,
             track_cpu: true,
             wakeup: true,
+            agent_tgid: 0,
         }
     }
 }
@@ -96,6 +106,13 @@ pub fn with_ebpf_monitor<R>(
     opts: EbpfOptions,
     f: impl FnOnce(&mut dyn Monitor) -> R,
 ) -> Result<R, SchedError> {
+    with_loaded(opts, |m| f(m))
+}
+
+fn with_loaded<R>(
+    opts: EbpfOptions,
+    f: impl FnOnce(&mut EbpfMonitor<'_>) -> R,
+) -> Result<R, SchedError> {
     let missing = missing_prerequisites();
     if !missing.is_empty() {
         return Err(SchedError::Bpf(missing.join("; ")));
@@ -112,6 +129,8 @@ pub fn with_ebpf_monitor<R>(
     rodata.inet_only = opts.inet_only;
     rodata.track_cpu = opts.track_cpu;
     rodata.wakeup = opts.wakeup;
+    rodata.agent_tgid = if opts.track_cpu { opts.agent_tgid } else { 0 };
+    rodata.agent_tid = crate::sys::gettid() as u32;
     // Without CPU accounting the sched_switch program is not even loaded:
     // it would run on every context switch of the machine for nothing.
     open.progs.slokit_switch.set_autoload(opts.track_cpu);
@@ -171,26 +190,26 @@ fn parse_event(data: &[u8]) -> Option<SocketEvent> {
     })
 }
 
-/// The ring buffer's producer page, mapped read-only: its first word is
-/// the producer position, which the kernel advances on every reserve.
-struct ProducerPage {
+/// One page of the ring buffer map, mapped read-only: page 0 is the
+/// consumer's (its first word the consumer position), page 1 the
+/// producer's (the producer position, advanced on every reserve).
+struct RingPage {
     addr: std::ptr::NonNull<libc::c_void>,
     len: usize,
 }
 
 // SAFETY: a read-only shared mapping, only ever read atomically.
-unsafe impl Send for ProducerPage {}
+unsafe impl Send for RingPage {}
 // SAFETY: as above.
-unsafe impl Sync for ProducerPage {}
+unsafe impl Sync for RingPage {}
 
-impl ProducerPage {
-    /// Maps page 1 of the ring buffer map (page 0 is the consumer's).
-    fn map(ring: std::os::fd::BorrowedFd<'_>) -> std::io::Result<ProducerPage> {
+impl RingPage {
+    fn map(ring: std::os::fd::BorrowedFd<'_>, page: usize) -> std::io::Result<RingPage> {
         use std::os::fd::AsRawFd;
         // SAFETY: sysconf has no preconditions.
         let len = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-        // SAFETY: a new read-only shared mapping of one page of the map at
-        // offset one page, as the ring buffer's mmap layout provides.
+        // SAFETY: a new read-only shared mapping of one page of the map, at
+        // a page offset the ring buffer's mmap layout provides.
         let addr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -198,19 +217,19 @@ impl ProducerPage {
                 libc::PROT_READ,
                 libc::MAP_SHARED,
                 ring.as_raw_fd(),
-                len as libc::off_t,
+                (page * len) as libc::off_t,
             )
         };
         if addr == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
         let addr = std::ptr::NonNull::new(addr).ok_or_else(std::io::Error::last_os_error)?;
-        Ok(ProducerPage { addr, len })
+        Ok(RingPage { addr, len })
     }
 
     fn position(&self) -> u64 {
         // SAFETY: the page is mapped for our lifetime, page-aligned, and
-        // the kernel writes this word with release semantics.
+        // its first word is written with release semantics.
         unsafe {
             (*self.addr.as_ptr().cast::<std::sync::atomic::AtomicU64>())
                 .load(std::sync::atomic::Ordering::Acquire)
@@ -218,7 +237,7 @@ impl ProducerPage {
     }
 }
 
-impl Drop for ProducerPage {
+impl Drop for RingPage {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what `map` mapped.
         unsafe { libc::munmap(self.addr.as_ptr(), self.len) };
@@ -230,6 +249,20 @@ struct EbpfMonitor<'a> {
     skel: &'a MonitorSkel<'a>,
     ring: RingBuffer<'a>,
     queue: Rc<RefCell<Vec<SocketEvent>>>,
+}
+
+impl<'a> EbpfMonitor<'a> {
+    /// CPUs (bit per CPU < 64) with a watcher on them now, as the
+    /// sched_switch program keeps them for [`EbpfOptions::agent_tgid`].
+    #[cfg(test)]
+    fn agent_cpus(&self) -> &'a std::sync::atomic::AtomicU64 {
+        let skel: &'a MonitorSkel<'a> = self.skel;
+        let bss = skel.maps.bss_data.as_deref().expect("mmapped .bss");
+        let word = std::ptr::addr_of!(bss.agent_on_cpu).cast::<std::sync::atomic::AtomicU64>();
+        // SAFETY: an aligned u64 of the mmapped .bss, live as long as the
+        // skeleton; the BPF program writes it with atomic operations.
+        unsafe { &*word }
+    }
 }
 
 impl CpuTimes for EbpfMonitor<'_> {
@@ -282,10 +315,17 @@ impl Monitor for EbpfMonitor<'_> {
         }
     }
 
-    fn producer_position(&self) -> Option<Box<dyn Fn() -> u64 + Send + Sync>> {
+    fn ring_positions(&self) -> Result<Option<RingPositions>, SchedError> {
         use std::os::fd::AsFd;
-        let page = ProducerPage::map(self.skel.maps.events.as_fd()).ok()?;
-        Some(Box::new(move || page.position()))
+        let map = |page| {
+            RingPage::map(self.skel.maps.events.as_fd(), page).map_err(|e| {
+                SchedError::sys("cannot map the ring buffer's positions for the idle poller", e)
+            })
+        };
+        let (consumer, producer) = (map(0)?, map(1)?);
+        Ok(Some(Box::new(move || {
+            (producer.position(), consumer.position())
+        })))
     }
 
     fn add_target(&mut self, tgid: u32) -> Result<(), SchedError> {
@@ -434,9 +474,11 @@ mod tests {
 
         let changes = with_ebpf_monitor(opts, |m| {
             m.add_target(pid).unwrap();
-            let position = m
-                .producer_position()
-                .expect("the ring's producer page maps");
+            let positions = m
+                .ring_positions()
+                .expect("the ring's pages map")
+                .expect("the eBPF monitor has a ring");
+            let position = || positions().0;
             let before = position();
             // 3 keep-alive connections × 40 requests + 30 one-shot connections
             let mut sent = 0;
@@ -558,5 +600,198 @@ mod tests {
             (s.kind, s.tid, s.tgid, s.sock, s.bytes, s.ts_ns),
             (EventKind::Send, 11, 10, 0xffff_8880_0000_1000, -32, 5)
         );
+    }
+
+    /// A connected loopback TCP pair, Nagle off.
+    fn loopback_pair() -> (TcpStream, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client.set_nodelay(true).unwrap();
+        server.set_nodelay(true).unwrap();
+        (client, server)
+    }
+
+    /// One request's four socket calls.
+    fn round_trip((client, server): &mut (TcpStream, TcpStream)) {
+        let mut byte = [0u8; 1];
+        client.write_all(b"q").unwrap();
+        server.read_exact(&mut byte).unwrap();
+        server.write_all(b"a").unwrap();
+        client.read_exact(&mut byte).unwrap();
+    }
+
+    /// Agent CPU and function CPU of the poller tests; None on one CPU.
+    fn two_cpus() -> Option<(usize, usize)> {
+        let cpus = crate::targets::online_cpus();
+        (cpus.len() >= 2 && cpus[0] < 64).then(|| (cpus[0], *cpus.last().unwrap()))
+    }
+
+    /// Spins until `bit` is set in `word` or `limit` passes.
+    fn wait_for_bit(word: &std::sync::atomic::AtomicU64, bit: u64, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if word.load(std::sync::atomic::Ordering::Acquire) & bit != 0 {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        false
+    }
+
+    /// Two-level with idle pollers: while the poller is on the agent CPU
+    /// its bit is set and events skip the ring's wake-up; the poller's kick
+    /// must then deliver every one of them (this test thread plays the
+    /// agent: blocked on the ring and the kick eventfd, nothing else drains).
+    #[test]
+    fn the_idle_poller_delivers_the_events_that_skip_the_ring_wakeup() {
+        use crate::idle_poll::{IdlePollers, Watch};
+        use crate::poll::{Epoll, EventFd};
+        use std::sync::Arc;
+        if skip_without_bpf() {
+            return;
+        }
+        let Some((agent_cpu, fn_cpu)) = two_cpus() else {
+            return;
+        };
+        let _turn = crate::idle_poll::tests::TURN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        slokit_functions::host::pin_current_thread(&[agent_cpu]).unwrap();
+        let opts = EbpfOptions {
+            agent_tgid: std::process::id(),
+            ..EbpfOptions::default()
+        };
+        let bit = 1u64 << agent_cpu;
+        const TRIPS: usize = 40;
+        let (quiet, late, cleared) = with_loaded(opts, |m| {
+            m.add_target(std::process::id()).unwrap();
+            let kick = Arc::new(EventFd::new().unwrap());
+            let watch = Watch {
+                positions: m.ring_positions().unwrap().unwrap(),
+                kick: kick.clone(),
+            };
+            let pollers = IdlePollers::start(&[agent_cpu], Some(watch)).unwrap();
+            let epoll = Epoll::new().unwrap();
+            epoll.add(m.fd(), 1).unwrap();
+            epoll.add(kick.fd(), 2).unwrap();
+            let polled = m.agent_cpus();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let (quiet, late) = std::thread::scope(|scope| {
+                let traffic = scope.spawn(move || {
+                    slokit_functions::host::pin_current_thread(&[fn_cpu]).unwrap();
+                    let mut pair = loopback_pair();
+                    let mut quiet = 0;
+                    for () in go_rx {
+                        // give the agent CPU time to go idle (poller on it)
+                        if wait_for_bit(polled, bit, Duration::from_millis(20)) {
+                            quiet += 1;
+                        }
+                        round_trip(&mut pair);
+                    }
+                    quiet
+                });
+                let mut late = 0;
+                let mut events = Vec::new();
+                let mut tokens = Vec::new();
+                for _ in 0..TRIPS {
+                    go_tx.send(()).unwrap();
+                    let start = Instant::now();
+                    events.clear();
+                    while events.len() < 4 && start.elapsed() < Duration::from_secs(2) {
+                        epoll.wait(&mut tokens, 2_000).unwrap();
+                        kick.drain();
+                        m.drain(&mut events).unwrap();
+                    }
+                    assert_eq!(events.len(), 4, "the round trip's events arrived");
+                    // µs when kicked. Without the kick only a random
+                    // preemption of the poller (its nudge) delivers them:
+                    // ~150 ms on average on an idle 2-CPU VM.
+                    if start.elapsed() > Duration::from_millis(20) {
+                        late += 1;
+                    }
+                }
+                drop(go_tx);
+                (traffic.join().unwrap(), late)
+            });
+            drop(pollers);
+            // neither watcher on the agent CPU (the poller exited, this
+            // thread blocks in join): bit cleared
+            let cleared = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        slokit_functions::host::pin_current_thread(&[fn_cpu]).unwrap();
+                        std::thread::sleep(Duration::from_millis(20));
+                        polled.load(std::sync::atomic::Ordering::Acquire) & bit == 0
+                    })
+                    .join()
+                    .unwrap()
+            });
+            (quiet, late, cleared)
+        })
+        .unwrap();
+        assert!(late <= TRIPS / 4, "{late} of {TRIPS} round trips took > 20 ms");
+        assert!(quiet > 0, "the poller was seen on its CPU: quiet path taken");
+        assert!(cleared, "no watcher on the agent CPU: its bit is cleared");
+    }
+
+    /// When something other than the agent takes the agent CPU from the
+    /// poller while events wait unconsumed (they skipped the ring's
+    /// wake-up), the sched_switch program nudges the ring: an agent blocked
+    /// on the ring alone wakes.
+    #[test]
+    fn a_preempted_poller_nudges_the_ring() {
+        use crate::idle_poll::IdlePollers;
+        use crate::poll::Epoll;
+        if skip_without_bpf() {
+            return;
+        }
+        let Some((agent_cpu, fn_cpu)) = two_cpus() else {
+            return;
+        };
+        let _turn = crate::idle_poll::tests::TURN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        slokit_functions::host::pin_current_thread(&[agent_cpu]).unwrap();
+        let opts = EbpfOptions {
+            agent_tgid: std::process::id(),
+            ..EbpfOptions::default()
+        };
+        let bit = 1u64 << agent_cpu;
+        let woke = with_loaded(opts, |m| {
+            m.add_target(std::process::id()).unwrap();
+            // a poller that watches nothing: nobody kicks
+            let pollers = IdlePollers::start(&[agent_cpu], None).unwrap();
+            let epoll = Epoll::new().unwrap();
+            epoll.add(m.fd(), 1).unwrap();
+            let polled = m.agent_cpus();
+            let woke = std::thread::scope(|scope| {
+                scope.spawn(move || {
+                    slokit_functions::host::pin_current_thread(&[fn_cpu]).unwrap();
+                    let mut pair = loopback_pair();
+                    for _ in 0..100 {
+                        if wait_for_bit(polled, bit, Duration::from_millis(20)) {
+                            round_trip(&mut pair);
+                            break;
+                        }
+                    }
+                    // another process takes the agent CPU from the poller
+                    let mut busy = Command::new("taskset")
+                        .args(["-c", &agent_cpu.to_string(), "sh", "-c", "while :; do :; done"])
+                        .spawn()
+                        .unwrap();
+                    std::thread::sleep(Duration::from_millis(200));
+                    let _ = busy.kill();
+                    let _ = busy.wait();
+                });
+                let mut tokens = Vec::new();
+                epoll.wait(&mut tokens, 5_000).unwrap();
+                !tokens.is_empty()
+            });
+            drop(pollers);
+            woke
+        })
+        .unwrap();
+        assert!(woke, "the agent blocked on the ring woke");
     }
 }

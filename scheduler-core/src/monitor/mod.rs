@@ -53,10 +53,14 @@ pub trait Monitor: CpuTimes {
     fn drops(&self) -> u64;
     /// Starts watching process `tgid`.
     fn add_target(&mut self, tgid: u32) -> Result<(), SchedError>;
-    /// A position that moves whenever an event is written, readable from
-    /// another thread without a system call (the idle poller watches it);
-    /// `None` when the monitor has none.
-    fn producer_position(&self) -> Option<Box<dyn Fn() -> u64 + Send + Sync>> {
-        None
+    /// The event queue's producer and consumer positions, readable from
+    /// another thread without a system call (the idle poller watches them);
+    /// `None` when the monitor has no such queue.
+    fn ring_positions(&self) -> Result<Option<RingPositions>, SchedError> {
+        Ok(None)
     }
 }
+
+/// Reads (producer, consumer) positions of a monitor's ring: the producer
+/// moves when an event is reserved, the consumer when the agent drained it.
+pub type RingPositions = Box<dyn Fn() -> (u64, u64) + Send + Sync>;
