@@ -41,9 +41,9 @@ use std::time::Duration;
 
 use slokit_functions::host::pin_current_thread;
 use slokit_sched::idle_poll::{IdlePollers, Watch};
-use slokit_sched::poll::EventFd;
 use slokit_sched::monitor::ebpf::{with_ebpf_monitor, EbpfOptions};
 use slokit_sched::monitor::Monitor;
+use slokit_sched::poll::EventFd;
 use slokit_sched::register::SocketEvent;
 
 /// Round trips per timed batch.
@@ -194,7 +194,13 @@ impl Variant {
     }
 }
 
-fn run(v: Variant, pace: Pace, socks: Pair, worker_cpu: usize, drain: &mut (u64, u64)) -> (Pair, f64) {
+fn run(
+    v: Variant,
+    pace: Pace,
+    socks: Pair,
+    worker_cpu: usize,
+    drain: &mut (u64, u64),
+) -> (Pair, f64) {
     let two_level = matches!(v, Variant::TwoLevel | Variant::TwoLevelPolled);
     let polled = v == Variant::TwoLevelPolled;
     let opts = EbpfOptions {
@@ -204,7 +210,9 @@ fn run(v: Variant, pace: Pace, socks: Pair, worker_cpu: usize, drain: &mut (u64,
         ..EbpfOptions::default()
     };
     if v == Variant::Off {
-        return start_worker(pace, socks, worker_cpu).join().expect("worker");
+        return start_worker(pace, socks, worker_cpu)
+            .join()
+            .expect("worker");
     }
     with_ebpf_monitor(opts, |m| {
         if v != Variant::Filtered {

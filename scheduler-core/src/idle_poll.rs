@@ -16,9 +16,10 @@
 //! written it wakes the agent through an eventfd on its own CPU — a
 //! same-CPU wake-up instead of the ring buffer's own (an irq_work interrupt
 //! on the function CPU, then an IPI to the agent's), which is what a VM
-//! makes expensive. While a poller is on its CPU the BPF program skips the
-//! ring's wake-up altogether (`EbpfOptions::agent_tgid`), so the poller
-//! must not miss an event: it kicks when the producer moves, and again
+//! makes expensive. While a poller (or the agent's event thread) is on its
+//! CPU the BPF program skips the ring's wake-up altogether
+//! (`EbpfOptions::agent_tgid`), so the poller must not miss an event: it
+//! kicks when the producer moves, and again
 //! every [`REKICK`] while events stay unconsumed (an event reserved but not
 //! yet committed when the agent drained).
 

@@ -319,7 +319,10 @@ impl Monitor for EbpfMonitor<'_> {
         use std::os::fd::AsFd;
         let map = |page| {
             RingPage::map(self.skel.maps.events.as_fd(), page).map_err(|e| {
-                SchedError::sys("cannot map the ring buffer's positions for the idle poller", e)
+                SchedError::sys(
+                    "cannot map the ring buffer's positions for the idle poller",
+                    e,
+                )
             })
         };
         let (consumer, producer) = (map(0)?, map(1)?);
@@ -730,8 +733,14 @@ mod tests {
             (quiet, late, cleared)
         })
         .unwrap();
-        assert!(late <= TRIPS / 4, "{late} of {TRIPS} round trips took > 20 ms");
-        assert!(quiet > 0, "the poller was seen on its CPU: quiet path taken");
+        assert!(
+            late <= TRIPS / 4,
+            "{late} of {TRIPS} round trips took > 20 ms"
+        );
+        assert!(
+            quiet > 0,
+            "the poller was seen on its CPU: quiet path taken"
+        );
         assert!(cleared, "no watcher on the agent CPU: its bit is cleared");
     }
 
@@ -777,7 +786,13 @@ mod tests {
                     }
                     // another process takes the agent CPU from the poller
                     let mut busy = Command::new("taskset")
-                        .args(["-c", &agent_cpu.to_string(), "sh", "-c", "while :; do :; done"])
+                        .args([
+                            "-c",
+                            &agent_cpu.to_string(),
+                            "sh",
+                            "-c",
+                            "while :; do :; done",
+                        ])
                         .spawn()
                         .unwrap();
                     std::thread::sleep(Duration::from_millis(200));
