@@ -258,6 +258,16 @@ fn refuses_pid_1_and_missing_targets() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a target"));
+    let out = slokit()
+        .args(["sched", "--pid", "1", "--timer-lead-us", "5000"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--timer-lead-us must be at most 1000, got 5000"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -373,6 +383,7 @@ fn two_level_demotes_requests_that_outrun_their_credit() {
     let m = read_metrics(&metrics);
     assert_eq!(m["policy"], "two-level");
     assert_eq!(m["agent_idle_poll"], true, "auto: on for two-level");
+    assert_eq!(m["agent_timer_lead_us"], 60, "the default lead");
     assert_eq!(
         m["arrival_to_agent_us"]["summary"]["count"], 20,
         "the wake-up share is measured for every request"

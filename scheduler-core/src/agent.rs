@@ -114,6 +114,11 @@ pub struct AgentConfig {
     /// Keep the agent CPUs out of idle with `SCHED_IDLE` spinners
     /// ([`crate::idle_poll`]) so arrivals wake the agent fast.
     pub idle_poll: bool,
+    /// two-level: the credit timer is armed this much before the instant
+    /// the runtime asks for, and the agent spins the rest on its CPU (a
+    /// timerfd fires ~50 µs late at p50 on a VM, docs/scheduler.md, which
+    /// would delay every demotion by that). Zero: no spin.
+    pub timer_lead: Duration,
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// Timeline sampling period.
@@ -142,6 +147,7 @@ impl Default for AgentConfig {
             agent_cpus: None,
             agent_priority: 0,
             idle_poll: false,
+            timer_lead: DEFAULT_TIMER_LEAD,
             duration: None,
             timeline_interval: Duration::from_millis(100),
             summary_interval: None,
@@ -169,6 +175,13 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
     cfg.params
         .validate()
         .map_err(|e| SchedError::Config(format!("invalid policy parameter: {e}")))?;
+    if cfg.timer_lead > MAX_TIMER_LEAD {
+        return Err(SchedError::Config(format!(
+            "--timer-lead-us must be at most {}, got {}",
+            MAX_TIMER_LEAD.as_micros(),
+            cfg.timer_lead.as_micros()
+        )));
+    }
     let self_pid = std::process::id();
     let mut pids: Vec<u32> = Vec::new();
     for &pid in &cfg.pids {
@@ -234,12 +247,14 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
     }
 
     eprintln!(
-        "slokit sched: policy {} on pids {:?}; function CPUs {:?}, agent CPUs {:?}; params: {}",
+        "slokit sched: policy {} on pids {:?}; function CPUs {:?}, agent CPUs {:?}; params: {}; idle poll {}, timer lead {}µs",
         cfg.policy,
         pids,
         function_cpus,
         agent_cpus,
-        cfg.params.describe()
+        cfg.params.describe(),
+        if cfg.idle_poll { "on" } else { "off" },
+        cfg.timer_lead.as_micros()
     );
 
     // The agent thread runs on the agent CPUs (the guardian inherits that).
@@ -419,10 +434,12 @@ const CREDIT: u64 = 2;
 const TICK: u64 = 3;
 const KICK: u64 = 4;
 
-/// The credit timer is armed this much before the instant the runtime asks
-/// for, and the agent spins the rest: a timerfd fires ~50 µs late at p50
-/// on a VM (docs/scheduler.md), which would delay every demotion by that.
-const TIMER_LEAD_NS: u64 = 60_000;
+/// Default of [`AgentConfig::timer_lead`].
+pub const DEFAULT_TIMER_LEAD: Duration = Duration::from_micros(60);
+
+/// The longest [`AgentConfig::timer_lead`] accepted: the spin is a FIFO
+/// busy-wait on the agent CPU.
+pub const MAX_TIMER_LEAD: Duration = Duration::from_millis(1);
 
 /// The loop's state; becomes the metrics.
 struct LoopState {
@@ -513,18 +530,25 @@ impl LoopState {
         tick.set_periodic(cfg.timeline_interval.as_nanos().max(1_000_000) as u64)?;
         // The idle pollers also watch the monitor's ring and kick the agent
         // on its own CPU when an event lands (see idle_poll.rs).
-        let kick = Arc::new(EventFd::new()?);
-        epoll.add(kick.fd(), KICK)?;
-        // Stopped and joined when this function returns.
-        let _idle_pollers = if cfg.idle_poll {
-            let watch = m.ring_positions()?.map(|positions| Watch {
-                positions,
-                kick: kick.clone(),
-            });
-            Some(IdlePollers::start(&self.agent_cpus, watch)?)
+        let kick = if cfg.idle_poll {
+            let kick = Arc::new(EventFd::new()?);
+            epoll.add(kick.fd(), KICK)?;
+            Some(kick)
         } else {
             None
         };
+        // Stopped and joined when this function returns.
+        let _idle_pollers = match &kick {
+            Some(kick) => {
+                let watch = m.ring_positions()?.map(|positions| Watch {
+                    positions,
+                    kick: kick.clone(),
+                });
+                Some(IdlePollers::start(&self.agent_cpus, watch)?)
+            }
+            None => None,
+        };
+        let lead_ns = cfg.timer_lead.as_nanos() as u64;
         if self.policy == Policy::Fifo {
             self.fifo_all_workers(cfg, act)?;
         }
@@ -545,17 +569,19 @@ impl LoopState {
                 match t {
                     MONITOR => self.drain(m, &mut events, &mut changes, &mut actions)?,
                     KICK => {
-                        kick.drain();
+                        if let Some(kick) = &kick {
+                            kick.drain();
+                        }
                         self.drain(m, &mut events, &mut changes, &mut actions)?;
                     }
                     CREDIT => {
                         credit.drain();
                         if self.policy == Policy::TwoLevel {
-                            // Armed TIMER_LEAD_NS early: wait out the rest
+                            // Armed the timer lead early: wait out the rest
                             // on the CPU, then act on time.
                             // (Bounded: never more than the lead.)
                             let spin_from = monotonic_ns();
-                            if armed_at.saturating_sub(spin_from) <= TIMER_LEAD_NS {
+                            if armed_at.saturating_sub(spin_from) <= lead_ns {
                                 while armed_at > monotonic_ns() {
                                     std::hint::spin_loop();
                                 }
@@ -589,7 +615,7 @@ impl LoopState {
                 armed_at = self.runtime.next_wakeup(m).unwrap_or(0);
                 match armed_at {
                     0 => credit.disarm()?,
-                    at => credit.set_at(at.saturating_sub(TIMER_LEAD_NS))?,
+                    at => credit.set_at(at.saturating_sub(lead_ns))?,
                 }
             }
             if stop.load(Ordering::Relaxed) {
@@ -832,6 +858,7 @@ impl LoopState {
             agent_cpus: self.agent_cpus.clone(),
             agent_priority: cfg.agent_priority,
             agent_idle_poll: cfg.idle_poll,
+            agent_timer_lead_us: cfg.timer_lead.as_micros() as u64,
             started_unix_ms: self.started_unix_ms,
             duration_s: self.started.elapsed().as_secs_f64(),
             exit_reason: self.exit_reason.clone(),

@@ -85,6 +85,9 @@ pub struct AgentMetrics {
     /// Whether `SCHED_IDLE` spinners kept the agent CPUs out of idle.
     #[serde(default)]
     pub agent_idle_poll: bool,
+    /// How early the credit timer was armed (the rest spun), µs.
+    #[serde(default)]
+    pub agent_timer_lead_us: u64,
     pub started_unix_ms: u64,
     pub duration_s: f64,
     pub exit_reason: String,

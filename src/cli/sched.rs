@@ -59,6 +59,11 @@ pub struct Args {
     /// event; off for the baselines.
     #[arg(long, value_enum, default_value_t = IdlePoll::Auto)]
     idle_poll: IdlePoll,
+    /// two-level: arm the credit timer this many µs early and spin the rest
+    /// on the agent CPU (a timerfd fires ~50 µs late on a VM; 0 where timers
+    /// are punctual). At most 1000.
+    #[arg(long, value_name = "US", default_value_t = 60)]
+    timer_lead_us: u64,
     #[command(flatten)]
     policy_params: Box<ParamArgs>,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
@@ -178,6 +183,7 @@ impl Args {
                 IdlePoll::Off => false,
                 IdlePoll::Auto => self.policy == Policy::TwoLevel,
             },
+            timer_lead: Duration::from_micros(self.timer_lead_us),
             duration,
             timeline_interval: Duration::from_millis(self.timeline_interval_ms.max(1)),
             summary_interval: (self.summary_every > 0.0)
