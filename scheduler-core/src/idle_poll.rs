@@ -157,7 +157,8 @@ pub(crate) mod tests {
     use super::*;
 
     /// Tests that start pollers take turns (these count this process's
-    /// pollers; the eBPF monitor's tests start some too).
+    /// pollers; the eBPF monitor's tests start some too, and make socket
+    /// traffic their monitors see).
     pub(crate) static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     /// Policy (stat field 41) and last CPU (field 39) of every thread of

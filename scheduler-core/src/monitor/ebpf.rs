@@ -450,6 +450,11 @@ mod tests {
         if skip_without_bpf() {
             return;
         }
+        // its client sockets would show in the watcher tests' monitors,
+        // which target this process
+        let _turn = crate::idle_poll::tests::TURN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -624,10 +629,42 @@ mod tests {
         client.read_exact(&mut byte).unwrap();
     }
 
-    /// Agent CPU and function CPU of the poller tests; None on one CPU.
-    fn two_cpus() -> Option<(usize, usize)> {
+    /// The watcher tests' setting: this thread is the agent (it loads the
+    /// monitor) pinned to the agent CPU; traffic goes on the function CPU;
+    /// the monitor skips wake-ups while a watcher of this process runs.
+    struct WatchedRig {
+        _turn: std::sync::MutexGuard<'static, ()>,
+        agent_cpu: usize,
+        fn_cpu: usize,
+        opts: EbpfOptions,
+        /// The agent CPU's bit in `agent_on_cpu`.
+        bit: u64,
+    }
+
+    /// None where BPF or a second CPU is missing (the test then passes).
+    fn watched_rig() -> Option<WatchedRig> {
+        if skip_without_bpf() {
+            return None;
+        }
         let cpus = crate::targets::online_cpus();
-        (cpus.len() >= 2 && cpus[0] < 64).then(|| (cpus[0], *cpus.last().unwrap()))
+        if cpus.len() < 2 || cpus[0] >= 64 {
+            return None;
+        }
+        let (agent_cpu, fn_cpu) = (cpus[0], *cpus.last().unwrap());
+        let _turn = crate::idle_poll::tests::TURN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        slokit_functions::host::pin_current_thread(&[agent_cpu]).unwrap();
+        Some(WatchedRig {
+            _turn,
+            agent_cpu,
+            fn_cpu,
+            opts: EbpfOptions {
+                agent_tgid: std::process::id(),
+                ..EbpfOptions::default()
+            },
+            bit: 1u64 << agent_cpu,
+        })
     }
 
     /// Spins until `bit` is set in `word` or `limit` passes.
@@ -651,23 +688,12 @@ mod tests {
         use crate::idle_poll::{IdlePollers, Watch};
         use crate::poll::{Epoll, EventFd};
         use std::sync::Arc;
-        if skip_without_bpf() {
-            return;
-        }
-        let Some((agent_cpu, fn_cpu)) = two_cpus() else {
+        let Some(rig) = watched_rig() else {
             return;
         };
-        let _turn = crate::idle_poll::tests::TURN
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        slokit_functions::host::pin_current_thread(&[agent_cpu]).unwrap();
-        let opts = EbpfOptions {
-            agent_tgid: std::process::id(),
-            ..EbpfOptions::default()
-        };
-        let bit = 1u64 << agent_cpu;
+        let (agent_cpu, fn_cpu, bit) = (rig.agent_cpu, rig.fn_cpu, rig.bit);
         const TRIPS: usize = 40;
-        let (quiet, late, cleared) = with_loaded(opts, |m| {
+        let (quiet, late, cleared) = with_loaded(rig.opts, |m| {
             m.add_target(std::process::id()).unwrap();
             let kick = Arc::new(EventFd::new().unwrap());
             let watch = Watch {
@@ -680,9 +706,11 @@ mod tests {
             epoll.add(kick.fd(), 2).unwrap();
             let polled = m.agent_cpus();
             let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let (tid_tx, tid_rx) = std::sync::mpsc::channel::<u32>();
             let (quiet, late) = std::thread::scope(|scope| {
                 let traffic = scope.spawn(move || {
                     slokit_functions::host::pin_current_thread(&[fn_cpu]).unwrap();
+                    tid_tx.send(crate::sys::gettid() as u32).unwrap();
                     let mut pair = loopback_pair();
                     let mut quiet = 0;
                     for () in go_rx {
@@ -694,19 +722,23 @@ mod tests {
                     }
                     quiet
                 });
+                // other tests of this process use sockets too: only the
+                // traffic thread's events count
+                let traffic_tid = tid_rx.recv().unwrap();
                 let mut late = 0;
                 let mut events = Vec::new();
                 let mut tokens = Vec::new();
                 for _ in 0..TRIPS {
                     go_tx.send(()).unwrap();
                     let start = Instant::now();
-                    events.clear();
-                    while events.len() < 4 && start.elapsed() < Duration::from_secs(2) {
+                    let mut seen = 0;
+                    while seen < 4 && start.elapsed() < Duration::from_secs(2) {
                         epoll.wait(&mut tokens, 2_000).unwrap();
                         kick.drain();
                         m.drain(&mut events).unwrap();
+                        seen += events.drain(..).filter(|e| e.tid == traffic_tid).count();
                     }
-                    assert_eq!(events.len(), 4, "the round trip's events arrived");
+                    assert_eq!(seen, 4, "the round trip's events arrived");
                     // µs when kicked. Without the kick only a random
                     // preemption of the poller (its nudge) delivers them:
                     // ~150 ms on average on an idle 2-CPU VM.
@@ -752,22 +784,11 @@ mod tests {
     fn a_preempted_poller_nudges_the_ring() {
         use crate::idle_poll::IdlePollers;
         use crate::poll::Epoll;
-        if skip_without_bpf() {
-            return;
-        }
-        let Some((agent_cpu, fn_cpu)) = two_cpus() else {
+        let Some(rig) = watched_rig() else {
             return;
         };
-        let _turn = crate::idle_poll::tests::TURN
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        slokit_functions::host::pin_current_thread(&[agent_cpu]).unwrap();
-        let opts = EbpfOptions {
-            agent_tgid: std::process::id(),
-            ..EbpfOptions::default()
-        };
-        let bit = 1u64 << agent_cpu;
-        let woke = with_loaded(opts, |m| {
+        let (agent_cpu, fn_cpu, bit) = (rig.agent_cpu, rig.fn_cpu, rig.bit);
+        let woke = with_loaded(rig.opts, |m| {
             m.add_target(std::process::id()).unwrap();
             // a poller that watches nothing: nobody kicks
             let pollers = IdlePollers::start(&[agent_cpu], None).unwrap();
