@@ -19,9 +19,9 @@
 //! makes expensive. While a poller (or the agent's event thread) is on its
 //! CPU the BPF program skips the ring's wake-up altogether
 //! (`EbpfOptions::agent_tgid`), so the poller must not miss an event: it
-//! kicks when the producer moves, and again
-//! every [`REKICK`] while events stay unconsumed (an event reserved but not
-//! yet committed when the agent drained).
+//! kicks when the producer moves, and again every [`REKICK`] while events
+//! stay unconsumed (an event reserved but not yet committed when the agent
+//! drained).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -109,7 +109,7 @@ static __always_inline void full_fence(void)
 }
 
 /* The submit flags of an event reserved (so the producer position already
- * moved): no wake-up while an agent thread is on its CPU. The fence orders
+ * moved): no wake-up while a watcher is on an agent CPU. The fence orders
  * the position's store before the load of the bits; slokit_switch clears a
  * bit (a locked op) before it reads the position, so either this sees the
  * bit cleared or the switch sees the event and nudges the agent. */
@@ -175,27 +175,29 @@ static __always_inline bool is_watcher(struct task_struct *t, __u32 tgid)
 	return tgid == agent_tgid && (t->pid == agent_tid || t->policy == SCHED_IDLE);
 }
 
-/* Keeps agent_on_cpu. When a watcher leaves its CPU to any other task with
- * events in the ring the agent may not have seen, a nudge (a record shorter
- * than an event, which user space skips) wakes the agent the ring's way.
- * From one watcher to the other nothing changes: the agent drains as it
- * runs, a poller kicks when the producer moved since its last kick. */
-static __always_inline void track_watchers(struct task_struct *prev, __u32 prev_tgid,
-					   struct task_struct *next, __u32 next_tgid)
+/* Keeps agent_on_cpu: after every switch, CPU c's bit says whether the
+ * task now on it is a watcher (written only when that changes, so other
+ * switches only read the word). When the bit goes off with events in the
+ * ring the agent may not have seen, a nudge (a record shorter than an
+ * event, which user space skips) wakes the agent the ring's way. From one
+ * watcher to the other nothing changes: the agent drains as it runs, a
+ * poller kicks when the producer moved since its last kick. */
+static __always_inline void track_watchers(struct task_struct *next, __u32 next_tgid)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 
 	if (!agent_tgid || cpu >= 64)
 		return;
-	bool prev_watches = is_watcher(prev, prev_tgid);
-	bool next_watches = is_watcher(next, next_tgid);
-	if (prev_watches == next_watches)
+	__u64 bit = 1ull << cpu;
+	bool was = *(volatile __u64 *)&agent_on_cpu & bit;
+	bool now = is_watcher(next, next_tgid);
+	if (was == now)
 		return;
-	if (next_watches) {
-		__sync_fetch_and_or(&agent_on_cpu, 1ull << cpu);
+	if (now) {
+		__sync_fetch_and_or(&agent_on_cpu, bit);
 		return;
 	}
-	__sync_fetch_and_and(&agent_on_cpu, ~(1ull << cpu));
+	__sync_fetch_and_and(&agent_on_cpu, ~bit);
 	if (bpf_ringbuf_query(&events, BPF_RB_PROD_POS) !=
 	    bpf_ringbuf_query(&events, BPF_RB_CONS_POS)) {
 		__u32 nudge = 0;
@@ -213,7 +215,7 @@ int BPF_PROG(slokit_switch, bool preempt, struct task_struct *prev,
 	__u32 prev_tgid = prev->tgid, next_tgid = next->tgid;
 	__u32 prev_tid = prev->pid, next_tid = next->pid;
 
-	track_watchers(prev, prev_tgid, next, next_tgid);
+	track_watchers(next, next_tgid);
 
 	if (is_target(prev_tgid)) {
 		struct slokit_cpu_acct *a = bpf_map_lookup_elem(&cpu_acct, &prev_tid);
