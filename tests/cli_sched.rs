@@ -384,6 +384,8 @@ fn two_level_demotes_requests_that_outrun_their_credit() {
     assert_eq!(m["policy"], "two-level");
     assert_eq!(m["agent_idle_poll"], true, "auto: on for two-level");
     assert_eq!(m["agent_timer_lead_us"], 60, "the default lead");
+    assert_eq!(m["untracked_threads"], 0, "every worker's CPU time tracked");
+    assert!(m["ring_nudges"].is_u64(), "nudges reported");
     assert_eq!(
         m["arrival_to_agent_us"]["summary"]["count"], 20,
         "the wake-up share is measured for every request"

@@ -306,6 +306,8 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
                 state.run(&cfg, &stop, m, &mut actuator, &mut on_ready)
             }));
             state.event_drops = m.drops();
+            state.untracked_threads = m.untracked_threads();
+            state.ring_nudges = m.ring_nudges();
             state.monitor = m.name().to_string();
             match r {
                 Ok(r) => r,
@@ -460,6 +462,8 @@ struct LoopState {
     requests_abandoned: u64,
     events: u64,
     event_drops: u64,
+    untracked_threads: u64,
+    ring_nudges: u64,
     fifo_threads: u64,
     arrival_to_fifo: Histogram<u64>,
     arrival_to_agent: Histogram<u64>,
@@ -501,6 +505,8 @@ impl LoopState {
             requests_abandoned: 0,
             events: 0,
             event_drops: 0,
+            untracked_threads: 0,
+            ring_nudges: 0,
             fifo_threads: 0,
             arrival_to_fifo: latency_histogram(),
             arrival_to_agent: latency_histogram(),
@@ -839,6 +845,12 @@ impl LoopState {
             Default::default()
         };
         let mut notes = self.notes.clone();
+        if self.untracked_threads > 0 {
+            notes.push(format!(
+                "{} target threads found the CPU-time map full: their credit was not metered",
+                self.untracked_threads
+            ));
+        }
         if self.policy == Policy::TwoLevel && self.monitor == "notify" {
             notes.push(
                 "notify monitor: credit read from /proc schedstat (precise to one scheduler tick)"
@@ -868,6 +880,8 @@ impl LoopState {
             requests_active_at_exit: self.register.active() as u64,
             events: self.events,
             event_drops: self.event_drops,
+            untracked_threads: self.untracked_threads,
+            ring_nudges: self.ring_nudges,
             transitions: t,
             demotions: t.demotions(),
             promotions: t.promotions,

@@ -25,6 +25,8 @@
 //! | `requests_active_at_exit` | still open at exit |
 //! | `events` | socket events received from the monitor |
 //! | `event_drops` | events lost (ring buffer full) |
+//! | `untracked_threads` | target threads the CPU-time map had no room for (their credit unmetered) |
+//! | `ring_nudges` | wake-ups sent because the agent or its poller left its CPU with events pending |
 //! | `transitions` | counts per state transition (`TransitionCounts`) |
 //! | `demotions`, `promotions`, `overload_demotions` | totals |
 //! | `fifo_threads` | threads the `fifo` baseline put in SCHED_FIFO |
@@ -97,6 +99,10 @@ pub struct AgentMetrics {
     pub requests_active_at_exit: u64,
     pub events: u64,
     pub event_drops: u64,
+    #[serde(default)]
+    pub untracked_threads: u64,
+    #[serde(default)]
+    pub ring_nudges: u64,
     pub transitions: TransitionCounts,
     pub demotions: u64,
     pub promotions: u64,
@@ -148,7 +154,7 @@ impl AgentMetrics {
     pub fn summary_line(&self) -> String {
         format!(
             "slokit sched: {} via {} for {:.1}s ({}): requests={} completed={} demotions={} \
-             promotions={} overload={} drops={} vanished={} arrival→fifo p50/p99/max={:.0}/{:.0}/{:.0}µs \
+             promotions={} overload={} drops={} nudges={} vanished={} arrival→fifo p50/p99/max={:.0}/{:.0}/{:.0}µs \
              exhausted→demoted p50/p99/max={:.0}/{:.0}/{:.0}µs",
             self.policy,
             self.monitor,
@@ -160,6 +166,7 @@ impl AgentMetrics {
             self.promotions,
             self.overload_demotions,
             self.event_drops,
+            self.ring_nudges,
             self.vanished_threads,
             self.arrival_to_fifo_us.summary.p50,
             self.arrival_to_fifo_us.summary.p99,

@@ -14,7 +14,8 @@ enum slokit_event_kind {
 enum slokit_counter {
 	SLOKIT_CNT_RINGBUF_DROPS = 0, /* ringbuf reserve failed: event lost */
 	SLOKIT_CNT_ACCT_FULL = 1,     /* cpu_acct insert failed */
-	SLOKIT_NR_COUNTERS = 2,
+	SLOKIT_CNT_NUDGES = 2,        /* wake-up records sent by slokit_switch */
+	SLOKIT_NR_COUNTERS = 3,
 };
 
 /* Target processes are a bitmap over every possible tgid (PID_MAX_LIMIT on

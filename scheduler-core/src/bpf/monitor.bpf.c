@@ -49,6 +49,7 @@ __u64 agent_on_cpu = 0;
 /* Present so the skeleton's `types` module carries the shared structs. */
 struct slokit_event slokit_event_layout;
 struct slokit_cpu_acct slokit_cpu_acct_layout;
+enum slokit_counter slokit_counter_layout;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -201,7 +202,8 @@ static __always_inline void track_watchers(struct task_struct *next, __u32 next_
 	if (bpf_ringbuf_query(&events, BPF_RB_PROD_POS) !=
 	    bpf_ringbuf_query(&events, BPF_RB_CONS_POS)) {
 		__u32 nudge = 0;
-		bpf_ringbuf_output(&events, &nudge, sizeof(nudge), BPF_RB_FORCE_WAKEUP);
+		if (!bpf_ringbuf_output(&events, &nudge, sizeof(nudge), BPF_RB_FORCE_WAKEUP))
+			count(SLOKIT_CNT_NUDGES);
 	}
 }
 

@@ -252,6 +252,18 @@ struct EbpfMonitor<'a> {
 }
 
 impl<'a> EbpfMonitor<'a> {
+    /// One slot of the per-CPU `counters` map, summed over CPUs.
+    fn counter(&self, slot: types::slokit_counter) -> u64 {
+        let key = slot.0.to_ne_bytes();
+        match self.skel.maps.counters.lookup_percpu(&key, MapFlags::ANY) {
+            Ok(Some(per_cpu)) => per_cpu
+                .iter()
+                .filter_map(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?)))
+                .sum(),
+            _ => 0,
+        }
+    }
+
     /// CPUs (bit per CPU < 64) with a watcher on them now, as the
     /// sched_switch program keeps them for [`EbpfOptions::agent_tgid`].
     #[cfg(test)]
@@ -305,14 +317,15 @@ impl Monitor for EbpfMonitor<'_> {
     }
 
     fn drops(&self) -> u64 {
-        let key = 0u32.to_ne_bytes();
-        match self.skel.maps.counters.lookup_percpu(&key, MapFlags::ANY) {
-            Ok(Some(per_cpu)) => per_cpu
-                .iter()
-                .filter_map(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?)))
-                .sum(),
-            _ => 0,
-        }
+        self.counter(types::slokit_counter::SLOKIT_CNT_RINGBUF_DROPS)
+    }
+
+    fn untracked_threads(&self) -> u64 {
+        self.counter(types::slokit_counter::SLOKIT_CNT_ACCT_FULL)
+    }
+
+    fn ring_nudges(&self) -> u64 {
+        self.counter(types::slokit_counter::SLOKIT_CNT_NUDGES)
     }
 
     fn ring_positions(&self) -> Result<Option<RingPositions>, SchedError> {
@@ -825,9 +838,11 @@ mod tests {
                 !tokens.is_empty()
             });
             drop(pollers);
-            woke
+            (woke, m.ring_nudges())
         })
         .unwrap();
+        let (woke, nudges) = woke;
         assert!(woke, "the agent blocked on the ring woke");
+        assert!(nudges >= 1, "by a nudge");
     }
 }

@@ -51,6 +51,16 @@ pub trait Monitor: CpuTimes {
     fn drain(&mut self, out: &mut Vec<SocketEvent>) -> Result<(), SchedError>;
     /// Events lost in the monitor (ring buffer full).
     fn drops(&self) -> u64;
+    /// Target threads whose on-CPU time could not be tracked (the
+    /// accounting map was full); their credit is not metered.
+    fn untracked_threads(&self) -> u64 {
+        0
+    }
+    /// Wake-ups the monitor sent because a watcher left its CPU with
+    /// events pending (`EbpfOptions::agent_tgid`).
+    fn ring_nudges(&self) -> u64 {
+        0
+    }
     /// Starts watching process `tgid`.
     fn add_target(&mut self, tgid: u32) -> Result<(), SchedError>;
     /// The event queue's producer and consumer positions, readable from
