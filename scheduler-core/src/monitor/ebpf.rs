@@ -63,6 +63,16 @@ fn effective_caps() -> Option<u64> {
     u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
 }
 
+/// The tracepoints the monitor attaches to besides sched_switch (which every
+/// kernel with BTF has).
+const TRACEPOINTS: [&str; 2] = ["sock_recv_length", "sock_send_length"];
+
+/// Whether `needle` occurs in `haystack` (the kernel's BTF names its
+/// tracepoints' types `btf_trace_<name>`).
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && memchr::memmem::find(haystack, needle).is_some()
+}
+
 /// What is missing for the eBPF monitor, checked before loading so the
 /// error says exactly what to fix; empty when nothing obvious is.
 pub fn missing_prerequisites() -> Vec<String> {
@@ -72,6 +82,16 @@ pub fn missing_prerequisites() -> Vec<String> {
             "no BTF at {BTF_PATH} (kernel built without CONFIG_DEBUG_INFO_BTF): \
              use --monitor notify"
         ));
+    }
+    if let Ok(btf) = std::fs::read(BTF_PATH) {
+        for tp in TRACEPOINTS {
+            if !contains(&btf, format!("btf_trace_{tp}").as_bytes()) {
+                missing.push(format!(
+                    "the kernel has no {tp} tracepoint (added in Linux 6.3): \
+                     use --monitor notify"
+                ));
+            }
+        }
     }
     match effective_caps() {
         Some(caps) => {
@@ -429,6 +449,14 @@ mod tests {
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
+    }
+
+    #[test]
+    fn finds_a_tracepoint_name_in_btf_bytes() {
+        let btf = b"\0btf_trace_sched_switch\0btf_trace_sock_recv_length\0";
+        assert!(contains(btf, b"btf_trace_sock_recv_length"));
+        assert!(!contains(btf, b"btf_trace_sock_send_length"));
+        assert!(!contains(b"", b"x"));
     }
 
     fn skip_without_bpf() -> bool {
