@@ -292,7 +292,8 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
         wakeup: two_level,
         track_cpu: two_level,
         // The idle pollers watch the ring and kick the agent, so events
-        // skip the ring's own wake-up while one of them runs.
+        // skip the ring's own wake-up while a watcher (a poller, or this
+        // thread, which loads the monitor and drains it) is on its CPU.
         agent_tgid: if two_level && cfg.idle_poll {
             std::process::id()
         } else {
