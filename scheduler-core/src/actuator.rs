@@ -28,7 +28,8 @@ pub enum Applied {
 struct Touched {
     tgid: u32,
     original: SchedAttr,
-    in_fifo: bool,
+    /// The SCHED_FIFO priority it holds now (None: its original policy).
+    fifo: Option<u8>,
 }
 
 /// Every thread any actuator of this process holds in SCHED_FIFO, for the
@@ -100,10 +101,11 @@ impl Actuator {
 
     /// Threads currently held in SCHED_FIFO.
     pub fn fifo_threads(&self) -> usize {
-        self.touched.values().filter(|t| t.in_fifo).count()
+        self.touched.values().filter(|t| t.fifo.is_some()).count()
     }
 
-    /// Puts thread `tid` of process `tgid` in SCHED_FIFO at `priority`.
+    /// Puts thread `tid` of process `tgid` in SCHED_FIFO at `priority` (or
+    /// moves it there from another SCHED_FIFO priority).
     pub fn set_fifo(&mut self, tgid: u32, tid: u32, priority: u8) -> Result<Applied, SchedError> {
         let t = match self.touched.get(&tid) {
             Some(t) if t.tgid == tgid => *t,
@@ -120,24 +122,37 @@ impl Actuator {
                 let t = Touched {
                     tgid,
                     original,
-                    in_fifo: false,
+                    fifo: None,
                 };
                 self.touched.insert(tid, t);
                 t
             }
         };
-        if t.in_fifo {
+        if t.fifo == Some(priority) {
             return Ok(Applied::Done);
         }
-        if let Some(g) = &mut self.guardian {
-            g.announce(tgid, tid, &t.original)?;
+        let first_entry = t.fifo.is_none();
+        if first_entry {
+            if let Some(g) = &mut self.guardian {
+                g.announce(tgid, tid, &t.original)?;
+            }
+            registry_set(tid, Some(t.original));
         }
-        registry_set(tid, Some(t.original));
         self.stats.setattr_calls += 1;
         match sys::set_attr(tid, &SchedAttr::fifo(priority)) {
             Ok(()) => {
-                self.touched.get_mut(&tid).expect("just inserted").in_fifo = true;
+                self.touched.get_mut(&tid).expect("just inserted").fifo = Some(priority);
                 Ok(Applied::Done)
+            }
+            Err(e) if !first_entry && e.raw_os_error() != Some(libc::ESRCH) => {
+                // Still in SCHED_FIFO at the old priority: restore it.
+                let restored = self.set_normal(tid);
+                Err(SchedError::sys(
+                    format!(
+                        "sched_setattr(SCHED_FIFO {priority}) on tid {tid} (restored: {restored:?})"
+                    ),
+                    e,
+                ))
             }
             Err(e) => {
                 registry_set(tid, None);
@@ -166,10 +181,10 @@ impl Actuator {
         let Some(t) = self.touched.get_mut(&tid) else {
             return Ok(Applied::Done);
         };
-        if !t.in_fifo {
+        if t.fifo.is_none() {
             return Ok(Applied::Done);
         }
-        t.in_fifo = false;
+        t.fifo = None;
         let original = t.original;
         registry_set(tid, None);
         self.stats.setattr_calls += 1;
@@ -193,7 +208,7 @@ impl Actuator {
         let tids: Vec<u32> = self
             .touched
             .iter()
-            .filter(|(_, t)| t.in_fifo)
+            .filter(|(_, t)| t.fifo.is_some())
             .map(|(tid, _)| *tid)
             .collect();
         let mut n = 0;
@@ -299,6 +314,12 @@ mod tests {
             assert_eq!(stat_policy(w.tid), SCHED_FIFO);
         }
         assert_eq!(act.fifo_threads(), 2);
+        // a move between priorities (las's levels) is one call
+        let calls = act.stats().setattr_calls;
+        assert_eq!(act.set_fifo(pid, workers[1].tid, 5).unwrap(), Applied::Done);
+        assert_eq!(act.set_fifo(pid, workers[1].tid, 5).unwrap(), Applied::Done);
+        assert_eq!(act.stats().setattr_calls, calls + 1);
+        assert_eq!(get_attr(workers[1].tid).unwrap().sched_priority, 5);
         assert_eq!(act.set_normal(workers[0].tid).unwrap(), Applied::Done);
         assert_eq!(stat_policy(workers[0].tid), SCHED_OTHER);
         drop(act); // restores the other

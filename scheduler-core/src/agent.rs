@@ -1,18 +1,15 @@
 //! The scheduling agent: monitor → register → policy → actuator, in one
 //! epoll loop on the agent CPUs (SFS's user-space scheduler, the seed's
-//! Monitor/Register/Runtime/Controller). Policies:
-//!
-//! - `cfs`: worker threads stay in SCHED_OTHER; requests are only observed.
-//! - `fifo`: every worker thread (`fn-worker-*`) of the targets is
-//!   SCHED_FIFO at one priority for the agent's lifetime.
-//! - `two-level`: the [`Runtime`] state machine decides per request; the
-//!   credit deadline of FIFO holders is an absolute timerfd.
+//! Monitor/Register/Runtime/Controller). The policy is one
+//! [`SchedPolicy`] object chosen at start (`cfs`, `fifo`, `two-level`,
+//! `las`; see [`crate::policy`]); the loop only plumbs events to it and
+//! applies the actions it returns. Its next wake-up is an absolute timerfd.
 //!
 //! Every policy runs the same monitor, so all are measured the same way.
 //! Every touched thread is restored on every exit path (see [`Actuator`],
 //! [`Guardian`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
-use serde::{Deserialize, Serialize};
 use slokit_functions::record::TimelinePoint;
 
 use crate::actuator::{Actuator, Applied};
@@ -33,52 +29,14 @@ use crate::monitor::ebpf::{with_ebpf_monitor, EbpfOptions};
 use crate::monitor::notify::NotifyMonitor;
 use crate::monitor::{Monitor, MonitorChoice};
 use crate::params::TwoLevelParams;
+pub use crate::policy::Policy;
+use crate::policy::{
+    self, Action, Cause, Completion, LasParams, Level, PolicyConfig, SchedPolicy, Thread,
+};
 use crate::poll::{Epoll, EventFd, TimerFd};
 use crate::register::{Change, Register, SocketEvent};
-use crate::runtime::{Action, Runtime};
 use crate::sys::{self, SchedAttr};
 use crate::targets;
-
-/// Scheduling policy of the agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Policy {
-    #[serde(rename = "cfs")]
-    Cfs,
-    #[serde(rename = "fifo")]
-    Fifo,
-    #[serde(rename = "two-level")]
-    TwoLevel,
-}
-
-impl Policy {
-    pub fn name(self) -> &'static str {
-        match self {
-            Policy::Cfs => "cfs",
-            Policy::Fifo => "fifo",
-            Policy::TwoLevel => "two-level",
-        }
-    }
-}
-
-impl std::fmt::Display for Policy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Policy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "cfs" => Ok(Policy::Cfs),
-            "fifo" => Ok(Policy::Fifo),
-            "two-level" => Ok(Policy::TwoLevel),
-            other => Err(format!(
-                "unknown policy `{other}` (expected cfs, fifo or two-level)"
-            )),
-        }
-    }
-}
 
 /// Called once when monitoring has started (the CLI prints `agent ready`).
 pub struct ReadyHook(pub Box<dyn FnOnce() + Send>);
@@ -100,10 +58,17 @@ pub struct AgentConfig {
     pub pids: Vec<u32>,
     /// Cgroups whose processes are targets (rescanned every second).
     pub cgroups: Vec<PathBuf>,
-    /// Relative deadline per target pid, ms (two-level's Imminent rule).
+    /// Relative deadline per target pid, ms (two-level's Imminent rule,
+    /// las's promotion).
     pub deadlines_ms: BTreeMap<u32, f64>,
-    /// The two-level constants (c = `params.cpus`).
+    /// Known service time per target pid, µs (a profile's p99): las
+    /// derives its thresholds from them.
+    pub services_us: BTreeMap<u32, f64>,
+    /// The two-level constants (c = `params.cpus`); `fifo_priority` is the
+    /// fifo baseline's too.
     pub params: TwoLevelParams,
+    /// The las constants.
+    pub las: LasParams,
     /// CPUs of the functions (default: all but CPU 0 when there are two or more).
     pub function_cpus: Option<Vec<usize>>,
     /// CPUs of the agent (default: all CPUs not in `function_cpus`).
@@ -114,8 +79,8 @@ pub struct AgentConfig {
     /// Keep the agent CPUs out of idle with `SCHED_IDLE` spinners
     /// ([`crate::idle_poll`]) so arrivals wake the agent fast.
     pub idle_poll: bool,
-    /// two-level: the credit timer is armed this much before the instant
-    /// the runtime asks for, and the agent spins the rest on its CPU (a
+    /// two-level and las: the policy's timer is armed this much before the
+    /// instant the policy asks for, and the agent spins the rest on its CPU (a
     /// timerfd fires ~50 µs late at p50 on a VM, docs/scheduler.md, which
     /// would delay every demotion by that). Zero: no spin.
     pub timer_lead: Duration,
@@ -125,7 +90,7 @@ pub struct AgentConfig {
     pub timeline_interval: Duration,
     /// Period of the one-line summary on stderr (None: silent).
     pub summary_interval: Option<Duration>,
-    /// Comm prefix of worker threads (`fifo` baseline).
+    /// Comm prefix of worker threads (parked by `las`, placed by `fifo`).
     pub worker_prefix: String,
     /// Where to write the metrics JSON at exit.
     pub metrics_out: Option<PathBuf>,
@@ -142,7 +107,9 @@ impl Default for AgentConfig {
             pids: Vec::new(),
             cgroups: Vec::new(),
             deadlines_ms: BTreeMap::new(),
+            services_us: BTreeMap::new(),
             params: TwoLevelParams::default(),
+            las: LasParams::default(),
             function_cpus: None,
             agent_cpus: None,
             agent_priority: 0,
@@ -175,6 +142,9 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
     cfg.params
         .validate()
         .map_err(|e| SchedError::Config(format!("invalid policy parameter: {e}")))?;
+    cfg.las
+        .validate()
+        .map_err(|e| SchedError::Config(format!("invalid las parameter: {e}")))?;
     if cfg.timer_lead > MAX_TIMER_LEAD {
         return Err(SchedError::Config(format!(
             "--timer-lead-us must be at most {}, got {}",
@@ -216,6 +186,27 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
             )));
         }
     }
+    for (pid, us) in &cfg.services_us {
+        if !pids.contains(pid) {
+            return Err(SchedError::Config(format!(
+                "--service {pid}={us}: pid {pid} is not a target (add --pid {pid})"
+            )));
+        }
+        if !(us.is_finite() && *us > 0.0) {
+            return Err(SchedError::Config(format!(
+                "--service {pid}={us}: the service time must be a positive number of µs"
+            )));
+        }
+    }
+    if cfg.policy == Policy::Las
+        && cfg.las.top_priority >= cfg.agent_priority
+        && cfg.agent_priority > 0
+    {
+        return Err(SchedError::Config(format!(
+            "--las-top-priority {} must be below --agent-priority {}: the agent must preempt the functions it demotes",
+            cfg.las.top_priority, cfg.agent_priority
+        )));
+    }
     let online = targets::online_cpus();
     let function_cpus = cfg
         .function_cpus
@@ -252,7 +243,10 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
         pids,
         function_cpus,
         agent_cpus,
-        cfg.params.describe(),
+        match cfg.policy {
+            Policy::Las => cfg.las.describe(),
+            _ => cfg.params.describe(),
+        },
         if cfg.idle_poll { "on" } else { "off" },
         cfg.timer_lead.as_micros()
     );
@@ -284,17 +278,17 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
     let choice = cfg.monitor;
     let notify_path = cfg.notify_path.clone();
     let mut monitor_note = None;
-    // Only two-level decides per event and meters credit in on-CPU time;
-    // the baselines only count requests, so they drain the ring on the tick
-    // and skip the sched_switch accounting (the monitor's largest cost).
-    let two_level = cfg.policy == Policy::TwoLevel;
+    // Only two-level and las decide per event and meter on-CPU time; the
+    // baselines only count requests, so they drain the ring on the tick and
+    // skip the sched_switch accounting (the monitor's largest cost).
+    let per_event = state.policy.decides_per_event();
     let ebpf_opts = EbpfOptions {
-        wakeup: two_level,
-        track_cpu: two_level,
+        wakeup: per_event,
+        track_cpu: per_event,
         // The idle pollers watch the ring and kick the agent, so events
         // skip the ring's own wake-up while a watcher (a poller, or this
         // thread, which loads the monitor and drains it) is on its CPU.
-        agent_tgid: if two_level && cfg.idle_poll {
+        agent_tgid: if per_event && cfg.idle_poll {
             std::process::id()
         } else {
             0
@@ -446,7 +440,8 @@ pub const MAX_TIMER_LEAD: Duration = Duration::from_millis(1);
 
 /// The loop's state; becomes the metrics.
 struct LoopState {
-    policy: Policy,
+    kind: Policy,
+    policy: Box<dyn SchedPolicy>,
     monitor: String,
     monitor_note: Option<String>,
     pids: Vec<u32>,
@@ -457,7 +452,6 @@ struct LoopState {
     started_unix_ms: u64,
     exit_reason: String,
     register: Register,
-    runtime: Runtime<MonotonicClock>,
     requests_seen: u64,
     requests_completed: u64,
     requests_abandoned: u64,
@@ -469,6 +463,8 @@ struct LoopState {
     arrival_to_fifo: Histogram<u64>,
     arrival_to_agent: Histogram<u64>,
     exhausted_to_demoted: Histogram<u64>,
+    /// las: reply sent → thread parked at the top again.
+    repark: Histogram<u64>,
     timeline: Vec<TimelinePoint>,
     notes: Vec<String>,
 }
@@ -483,13 +479,19 @@ impl LoopState {
         started: Instant,
         started_unix_ms: u64,
     ) -> Self {
-        let deadlines: HashMap<u32, u64> = cfg
-            .deadlines_ms
-            .iter()
-            .map(|(pid, ms)| (*pid, (ms * 1e6) as u64))
-            .collect();
+        let policy_cfg = PolicyConfig {
+            two_level: cfg.params,
+            las: cfg.las.clone(),
+            deadlines_ns: cfg
+                .deadlines_ms
+                .iter()
+                .map(|(pid, ms)| (*pid, (ms * 1e6) as u64))
+                .collect(),
+            services_us: cfg.services_us.iter().map(|(p, us)| (*p, *us)).collect(),
+        };
         LoopState {
-            policy: cfg.policy,
+            kind: cfg.policy,
+            policy: policy::build(cfg.policy, &policy_cfg, MonotonicClock),
             monitor: String::new(),
             monitor_note: None,
             pids: pids.to_vec(),
@@ -500,7 +502,6 @@ impl LoopState {
             started_unix_ms,
             exit_reason: "signal".into(),
             register: Register::new(),
-            runtime: Runtime::new(cfg.params, MonotonicClock, deadlines),
             requests_seen: 0,
             requests_completed: 0,
             requests_abandoned: 0,
@@ -512,6 +513,7 @@ impl LoopState {
             arrival_to_fifo: latency_histogram(),
             arrival_to_agent: latency_histogram(),
             exhausted_to_demoted: latency_histogram(),
+            repark: latency_histogram(),
             timeline: Vec::new(),
             notes,
         }
@@ -556,19 +558,20 @@ impl LoopState {
             None => None,
         };
         let lead_ns = cfg.timer_lead.as_nanos() as u64;
-        if self.policy == Policy::Fifo {
-            self.fifo_all_workers(cfg, act)?;
-        }
+        let per_event = self.policy.decides_per_event();
+        let mut actions: Vec<Action> = Vec::new();
+        self.find_workers(cfg, &mut actions);
+        self.apply(&mut actions, act)?;
+        self.policy.after_apply(m);
         if let Some(hook) = on_ready.take() {
             (hook.0)();
         }
         let mut tokens = Vec::new();
         let mut events: Vec<SocketEvent> = Vec::new();
         let mut changes: Vec<Change> = Vec::new();
-        let mut actions: Vec<Action> = Vec::new();
         let mut last_scan = Instant::now();
         let mut last_summary = Instant::now();
-        // When the runtime wants on_timer next (0: never).
+        // When the policy wants on_timer next (0: never).
         let mut armed_at = 0u64;
         loop {
             epoll.wait(&mut tokens, -1)?;
@@ -583,7 +586,7 @@ impl LoopState {
                     }
                     CREDIT => {
                         credit.drain();
-                        if self.policy == Policy::TwoLevel {
+                        if per_event {
                             // Armed the timer lead early: wait out the rest
                             // on the CPU, then act on time.
                             // (Bounded: never more than the lead.)
@@ -593,7 +596,7 @@ impl LoopState {
                                     std::hint::spin_loop();
                                 }
                             }
-                            self.runtime.on_timer(m, &mut actions);
+                            self.policy.on_timer(m, &mut actions);
                         }
                     }
                     TICK => {
@@ -602,7 +605,7 @@ impl LoopState {
                         self.sample();
                         if last_scan.elapsed() >= Duration::from_secs(1) {
                             last_scan = Instant::now();
-                            self.rescan(cfg, m, act, &mut actions)?;
+                            self.rescan(cfg, m, &mut actions)?;
                         }
                         if let Some(every) = cfg.summary_interval {
                             if last_summary.elapsed() >= every {
@@ -615,11 +618,11 @@ impl LoopState {
                     _ => {}
                 }
             }
-            self.apply(&mut actions, act, cfg.params.fifo_priority)?;
-            if self.policy == Policy::TwoLevel {
+            self.apply(&mut actions, act)?;
+            if per_event {
                 // After the actions: CPU-time reads are system calls.
-                self.runtime.start_credits(m);
-                armed_at = self.runtime.next_wakeup(m).unwrap_or(0);
+                self.policy.after_apply(m);
+                armed_at = self.policy.next_wakeup(m).unwrap_or(0);
                 match armed_at {
                     0 => credit.disarm()?,
                     at => credit.set_at(at.saturating_sub(lead_ns))?,
@@ -643,8 +646,8 @@ impl LoopState {
         Ok(())
     }
 
-    /// Moves the monitor's waiting events through the register (and the
-    /// runtime, for two-level).
+    /// Moves the monitor's waiting events through the register and the
+    /// policy.
     fn drain(
         &mut self,
         m: &mut dyn Monitor,
@@ -663,94 +666,97 @@ impl LoopState {
             self.register.on_event(&e, changes);
         }
         for c in changes.drain(..) {
-            self.on_change(c, now, actions);
+            self.on_change(c, now, m, actions);
         }
         Ok(())
     }
 
-    fn on_change(&mut self, c: Change, now: u64, actions: &mut Vec<Action>) {
-        let two_level = self.policy == Policy::TwoLevel;
+    fn on_change(&mut self, c: Change, now: u64, m: &dyn Monitor, actions: &mut Vec<Action>) {
         match c {
             Change::Started(r) => {
                 self.requests_seen += 1;
                 let seen_after = now.saturating_sub(r.start_ns);
                 self.arrival_to_agent.saturating_record(seen_after.max(1));
-                if two_level {
-                    self.runtime.on_arrival(&r, actions);
-                }
+                self.policy.on_arrival(&r, m, actions);
             }
-            Change::Ended { request, .. } => {
+            Change::Ended {
+                request,
+                end_ns,
+                sender_tid,
+            } => {
                 self.requests_completed += 1;
-                if two_level {
-                    self.runtime.on_completion(request.id, actions);
-                }
+                let c = Completion {
+                    request,
+                    sender_tid,
+                    end_ns,
+                    replied: true,
+                };
+                self.policy.on_completion(&c, actions);
             }
             Change::Abandoned(r) => {
                 self.requests_abandoned += 1;
-                if two_level {
-                    self.runtime.on_completion(r.id, actions);
-                }
+                self.abandon(r, now, actions);
             }
         }
     }
 
-    /// Applies the runtime's actions; a vanished thread ends its request
-    /// (which may free a slot and yield more actions).
-    fn apply(
-        &mut self,
-        actions: &mut Vec<Action>,
-        act: &mut Actuator,
-        priority: u8,
-    ) -> Result<(), SchedError> {
+    fn abandon(&mut self, r: crate::register::Request, now: u64, actions: &mut Vec<Action>) {
+        let c = Completion {
+            request: r,
+            sender_tid: r.tid,
+            end_ns: now,
+            replied: false,
+        };
+        self.policy.on_completion(&c, actions);
+    }
+
+    /// Applies the policy's actions; a vanished thread is reported back to
+    /// the policy (which may free a slot and yield more actions).
+    fn apply(&mut self, actions: &mut Vec<Action>, act: &mut Actuator) -> Result<(), SchedError> {
         while !actions.is_empty() {
             let batch: Vec<Action> = std::mem::take(actions);
             for a in batch {
-                match a {
-                    Action::SetFifo {
-                        request,
-                        tid,
-                        tgid,
-                        arrival_ns,
-                        on_arrival,
-                    } => match act.set_fifo(tgid, tid, priority)? {
-                        Applied::Done => {
-                            if on_arrival {
-                                let lat = monotonic_ns().saturating_sub(arrival_ns);
-                                self.arrival_to_fifo.saturating_record(lat.max(1));
-                            }
-                        }
-                        Applied::Vanished => self.runtime.on_completion(request, actions),
-                    },
-                    Action::SetOther {
-                        tid, exhausted_ns, ..
-                    } => {
-                        if act.set_normal(tid)? == Applied::Done {
-                            if let Some(t) = exhausted_ns {
-                                let lat = monotonic_ns().saturating_sub(t);
-                                self.exhausted_to_demoted.saturating_record(lat.max(1));
-                            }
-                        }
-                    }
+                let applied = match a.level {
+                    Level::Fifo(priority) => act.set_fifo(a.tgid, a.tid, priority)?,
+                    Level::Other => act.set_normal(a.tid)?,
+                };
+                if applied == Applied::Vanished {
+                    self.policy.on_vanished(a.tid, a.request, actions);
+                    continue;
                 }
+                if self.kind == Policy::Fifo {
+                    self.fifo_threads += 1;
+                }
+                let (histogram, since) = match (a.cause, a.level) {
+                    (Cause::Arrival { arrival_ns }, Level::Fifo(_)) => {
+                        (&mut self.arrival_to_fifo, arrival_ns)
+                    }
+                    (Cause::Exhausted { at_ns }, _) => (&mut self.exhausted_to_demoted, at_ns),
+                    (Cause::Repark { reply_ns }, _) => (&mut self.repark, reply_ns),
+                    _ => continue,
+                };
+                let lat = monotonic_ns().saturating_sub(since);
+                histogram.saturating_record(lat.max(1));
             }
         }
         Ok(())
     }
 
-    /// The `fifo` baseline: every worker thread of every live target.
-    fn fifo_all_workers(
-        &mut self,
-        cfg: &AgentConfig,
-        act: &mut Actuator,
-    ) -> Result<(), SchedError> {
-        let before = act.fifo_threads();
-        for &pid in &self.live {
-            for tid in targets::threads_named(pid, &cfg.worker_prefix) {
-                act.set_fifo(pid, tid, cfg.params.fifo_priority)?;
-            }
+    /// Worker threads (by the host's naming contract) of every live target,
+    /// handed to the policy (`fifo` places them, `las` parks them).
+    fn find_workers(&mut self, cfg: &AgentConfig, actions: &mut Vec<Action>) {
+        let threads: Vec<Thread> = self
+            .live
+            .iter()
+            .flat_map(|&pid| {
+                targets::threads_named(pid, &cfg.worker_prefix)
+                    .into_iter()
+                    .map(move |tid| Thread { tgid: pid, tid })
+            })
+            .collect();
+        if !threads.is_empty() {
+            self.policy.on_threads(&threads, actions);
         }
-        self.fifo_threads += act.fifo_threads().saturating_sub(before) as u64;
-        Ok(())
     }
 
     /// Once a second: targets that exited, new cgroup members, new workers.
@@ -758,7 +764,6 @@ impl LoopState {
         &mut self,
         cfg: &AgentConfig,
         m: &mut dyn Monitor,
-        act: &mut Actuator,
         actions: &mut Vec<Action>,
     ) -> Result<(), SchedError> {
         let gone: Vec<u32> = self
@@ -773,11 +778,10 @@ impl LoopState {
                 "target {pid} exited after {:.1}s",
                 self.started.elapsed().as_secs_f64()
             ));
+            let now = monotonic_ns();
             for r in self.register.forget_process(pid) {
                 self.requests_abandoned += 1;
-                if self.policy == Policy::TwoLevel {
-                    self.runtime.on_completion(r.id, actions);
-                }
+                self.abandon(r, now, actions);
             }
         }
         let self_pid = std::process::id();
@@ -793,45 +797,39 @@ impl LoopState {
                 }
             }
         }
-        if self.policy == Policy::Fifo {
-            self.fifo_all_workers(cfg, act)?;
-        }
+        self.find_workers(cfg, actions);
         Ok(())
     }
 
     fn sample(&mut self) {
-        let (slice_ms, queue, holders, demoted) = match self.policy {
-            Policy::TwoLevel => (
-                self.runtime.slice_ns() as f64 / 1e6,
-                self.runtime.queue_len(),
-                self.runtime.fifo_holders(),
-                self.runtime.demoted(),
-            ),
-            Policy::Fifo => (0.0, 0, self.register.active(), 0),
-            Policy::Cfs => (0.0, 0, 0, 0),
+        let p = self.policy.snapshot();
+        let holders = match self.kind {
+            Policy::Fifo => self.register.active() as u32,
+            _ => p.fifo_holders,
         };
         self.timeline.push(TimelinePoint {
             t_s: self.started.elapsed().as_secs_f64(),
-            slice_ms,
-            queue_len: queue as u32,
-            fifo_holders: holders as u32,
-            demoted: demoted as u32,
+            slice_ms: p.slice_ms,
+            queue_len: p.queue_len,
+            fifo_holders: holders,
+            demoted: p.demoted,
         });
     }
 
     fn progress_line(&self, act: &Actuator) -> String {
         let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+        let snap = self.policy.snapshot();
         format!(
             "slokit sched: t={:.0}s {} requests={} active={} fifo={} queue={} demoted={} S={:.2}ms \
              drops={} vanished={} arrival→fifo p99={:.0}µs exhausted→demoted p99={:.0}µs",
             self.started.elapsed().as_secs_f64(),
-            self.policy,
+            self.kind,
             self.requests_seen,
             self.register.active(),
             act.fifo_threads(),
-            self.runtime.queue_len(),
-            self.runtime.demoted(),
-            self.runtime.slice_ns() as f64 / 1e6,
+            snap.queue_len,
+            snap.demoted,
+            snap.slice_ms,
             self.event_drops,
             act.stats().vanished_threads,
             q(&self.arrival_to_fifo, 0.99),
@@ -840,19 +838,17 @@ impl LoopState {
     }
 
     fn metrics(&self, cfg: &AgentConfig, act: &Actuator) -> AgentMetrics {
-        let t = if self.policy == Policy::TwoLevel {
-            self.runtime.counts()
-        } else {
-            Default::default()
-        };
+        let report = self.policy.report();
+        let t = report.transitions;
         let mut notes = self.notes.clone();
+        notes.extend(report.notes);
         if self.untracked_threads > 0 {
             notes.push(format!(
                 "{} target threads found the CPU-time map full: their credit was not metered",
                 self.untracked_threads
             ));
         }
-        if self.policy == Policy::TwoLevel && self.monitor == "notify" {
+        if self.policy.decides_per_event() && self.monitor == "notify" {
             notes.push(
                 "notify monitor: credit read from /proc schedstat (precise to one scheduler tick)"
                     .into(),
@@ -861,7 +857,7 @@ impl LoopState {
         AgentMetrics {
             schema: METRICS_SCHEMA.into(),
             slokit_version: env!("CARGO_PKG_VERSION").into(),
-            policy: self.policy.name().into(),
+            policy: self.kind.name().into(),
             monitor: self.monitor.clone(),
             monitor_note: self.monitor_note.clone(),
             params: cfg.params,
@@ -893,6 +889,9 @@ impl LoopState {
             arrival_to_fifo_us: LatencyStats::of(&self.arrival_to_fifo),
             arrival_to_agent_us: LatencyStats::of(&self.arrival_to_agent),
             exhausted_to_demoted_us: LatencyStats::of(&self.exhausted_to_demoted),
+            las: report.las,
+            las_params: (self.kind == Policy::Las).then(|| cfg.las.clone()),
+            repark_us: LatencyStats::of(&self.repark),
             timeline: self.timeline.clone(),
             notes,
         }

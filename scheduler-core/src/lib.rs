@@ -1,6 +1,7 @@
-//! slokit-sched: the scheduling agent (eBPF monitor, register, runtime,
-//! controller, actuator) for the `cfs`, `fifo` and `two-level` policies, and
-//! a discrete-event simulator of the same policies with the SRPT bound.
+//! slokit-sched: the scheduling agent (eBPF monitor, register, policy,
+//! actuator) for the `cfs`, `fifo`, `two-level` and `las` policies, and a
+//! discrete-event simulator that drives the same policy objects over a
+//! model of the kernel's classes, with the SRPT bound.
 //!
 //! The agent's entry point is [`run_agent`]; `slokit sched` is its CLI and
 //! `slokit compare` drives that CLI (its stdout `agent ready` line and its
@@ -15,6 +16,7 @@ pub mod idle_poll;
 pub mod metrics;
 pub mod monitor;
 pub mod params;
+pub mod policy;
 pub mod poll;
 pub mod register;
 pub mod runtime;
@@ -22,9 +24,10 @@ pub mod skel;
 pub mod sys;
 pub mod targets;
 
-pub use agent::{run_agent, AgentConfig, Policy, ReadyHook};
+pub use agent::{run_agent, AgentConfig, ReadyHook};
 pub use error::SchedError;
 pub use metrics::{AgentMetrics, LatencyStats, METRICS_SCHEMA};
 pub use monitor::MonitorChoice;
 pub use params::{SliceController, TwoLevelParams};
+pub use policy::{LasParams, Policy, SchedPolicy};
 pub mod sim;

@@ -9,7 +9,7 @@
 //! | --- | --- |
 //! | `schema` | `"slokit.sched-metrics/1"` |
 //! | `slokit_version` | version of the agent |
-//! | `policy` | `cfs`, `fifo` or `two-level` |
+//! | `policy` | `cfs`, `fifo`, `two-level` or `las` |
 //! | `monitor` | `ebpf` or `notify`: the monitor that ran |
 //! | `monitor_note` | why `auto` fell back to notify, else null |
 //! | `params` | the two-level constants (`TwoLevelParams`) |
@@ -34,7 +34,10 @@
 //! | `vanished_threads` | threads gone (ESRCH) when acted on |
 //! | `arrival_to_fifo_us` | arrival event → SCHED_FIFO set, µs (`Percentiles` + `histogram_ns`) |
 //! | `arrival_to_agent_us` | arrival event → the agent handling it (the wake-up share), µs |
-//! | `exhausted_to_demoted_us` | credit exhausted → SCHED_OTHER set, µs |
+//! | `exhausted_to_demoted_us` | credit (two-level) or quantum (las) exhausted → the lower level set, µs |
+//! | `las` | las only: thresholds, quanta, requests and time per level, promotions, arrivals not parked, idle demotions, hand-offs (`LasMetrics`), else null |
+//! | `las_params` | las only: its constants (`LasParams`), else null |
+//! | `repark_us` | las: reply sent → thread parked at the top level again, µs |
 //! | `timeline` | `TimelinePoint`s: S and queue length over time |
 //! | `notes` | remarks worth reading next to the figures |
 
@@ -47,6 +50,7 @@ use slokit_functions::record::{encode_histogram, Percentiles, TimelinePoint};
 
 use crate::error::SchedError;
 use crate::params::TwoLevelParams;
+use crate::policy::{LasMetrics, LasParams};
 use crate::runtime::TransitionCounts;
 
 /// Schema id of the metrics JSON.
@@ -117,6 +121,12 @@ pub struct AgentMetrics {
     #[serde(default)]
     pub arrival_to_agent_us: LatencyStats,
     pub exhausted_to_demoted_us: LatencyStats,
+    #[serde(default)]
+    pub las: Option<LasMetrics>,
+    #[serde(default)]
+    pub las_params: Option<LasParams>,
+    #[serde(default)]
+    pub repark_us: LatencyStats,
     pub timeline: Vec<TimelinePoint>,
     pub notes: Vec<String>,
 }
@@ -152,10 +162,27 @@ impl AgentMetrics {
 
     /// The one-line summary printed at exit.
     pub fn summary_line(&self) -> String {
+        let las = match &self.las {
+            Some(l) => format!(
+                " las: thresholds={:?}µs reached={:?} not-parked={} idle-demotions={} \
+                 promotions={} repark p50/p99={:.0}/{:.0}µs",
+                l.thresholds_us
+                    .iter()
+                    .map(|t| t.round() as u64)
+                    .collect::<Vec<_>>(),
+                l.reached,
+                l.arrivals_not_parked,
+                l.idle_demotions,
+                l.promotions,
+                self.repark_us.summary.p50,
+                self.repark_us.summary.p99,
+            ),
+            None => String::new(),
+        };
         format!(
             "slokit sched: {} via {} for {:.1}s ({}): requests={} completed={} demotions={} \
              promotions={} overload={} drops={} nudges={} vanished={} arrival→fifo p50/p99/max={:.0}/{:.0}/{:.0}µs \
-             exhausted→demoted p50/p99/max={:.0}/{:.0}/{:.0}µs",
+             exhausted→demoted p50/p99/max={:.0}/{:.0}/{:.0}µs{}",
             self.policy,
             self.monitor,
             self.duration_s,
@@ -174,6 +201,7 @@ impl AgentMetrics {
             self.exhausted_to_demoted_us.summary.p50,
             self.exhausted_to_demoted_us.summary.p99,
             self.exhausted_to_demoted_us.summary.max,
+            las,
         )
     }
 }

@@ -64,8 +64,14 @@ pub struct Request {
 pub enum Change {
     /// A new request arrived.
     Started(Request),
-    /// A request ended (its reply is being sent) at `end_ns`.
-    Ended { request: Request, end_ns: u64 },
+    /// A request ended (its reply is being sent) at `end_ns` by thread
+    /// `sender_tid` (another thread than `request.tid` when the runtime
+    /// hands requests off).
+    Ended {
+        request: Request,
+        end_ns: u64,
+        sender_tid: u32,
+    },
     /// A request was given up: its thread started another request on a
     /// different socket without replying to this one. Followed by the
     /// `Started` of the new one.
@@ -121,6 +127,7 @@ impl Register {
                     out.push(Change::Ended {
                         request,
                         end_ns: e.ts_ns,
+                        sender_tid: e.tid,
                     });
                 }
                 None => self.ignored += 1,
@@ -212,7 +219,9 @@ CPU: 28, PID: 61883, FD: 3843769, Size: 36, Event: send, Timestamp: 93647892.064
         assert_eq!((r.id, r.tid, r.sock), (1, 61883, 3843769));
         assert_eq!(r.start_ns, events[0].ts_ns, "starts at the first receive");
         match changes[1] {
-            Change::Ended { request, end_ns } => {
+            Change::Ended {
+                request, end_ns, ..
+            } => {
                 assert_eq!(request, r);
                 assert_eq!(end_ns, events[2].ts_ns, "ends at the first send");
                 // ~5 s from first receive to first send in the seed's trace

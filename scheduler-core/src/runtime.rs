@@ -21,7 +21,8 @@
 //! The runtime does no I/O: events (arrival, completion, timer expiry) come
 //! in with a [`Clock`] and a [`CpuTimes`] reading; [`Action`]s (set FIFO /
 //! set OTHER) go out to the actuator; [`Runtime::next_wakeup`] tells the
-//! agent when to call [`Runtime::on_timer`] next.
+//! agent when to call [`Runtime::on_timer`] next. It is the `two-level`
+//! [`SchedPolicy`]: the agent and the simulator drive this one object.
 //!
 //! A FIFO stint's credit is metered from [`Runtime::start_credits`], which
 //! the agent calls once the step's actions are applied: reading a thread's
@@ -37,13 +38,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::params::{SliceController, TwoLevelParams};
+pub use crate::policy::CpuTimes;
+use crate::policy::{Action, Cause, Completion, Level, PolicyReport, SchedPolicy, Snapshot};
 use crate::register::{Request, RequestId};
-
-/// On-CPU time of threads: the credit meter.
-pub trait CpuTimes {
-    /// Cumulative on-CPU ns of thread `tid` at `now_ns`, if known.
-    fn cpu_ns(&self, tid: u32, now_ns: u64) -> Option<u64>;
-}
 
 /// Where a request is in the two-level policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,31 +50,6 @@ pub enum State {
     Embarked,
     Demoted,
     Imminent,
-}
-
-/// What the actuator must do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Put the request's thread in SCHED_FIFO.
-    SetFifo {
-        request: RequestId,
-        tid: u32,
-        tgid: u32,
-        /// The request's arrival (monitor timestamp).
-        arrival_ns: u64,
-        /// Embarked in the same step as its arrival (no queueing): the
-        /// agent measures arrival → FIFO latency on these.
-        on_arrival: bool,
-    },
-    /// Put the request's thread back to its normal policy.
-    SetOther {
-        request: RequestId,
-        tid: u32,
-        tgid: u32,
-        /// When the credit ran out (credit demotions only): the agent
-        /// measures exhausted → demoted latency from it.
-        exhausted_ns: Option<u64>,
-    },
 }
 
 /// Counts of every transition, for the metrics.
@@ -241,11 +213,12 @@ impl<C: Clock> Runtime<C> {
                     self.counts.completed_imminent += 1;
                 }
                 self.holders.retain(|h| *h != id);
-                out.push(Action::SetOther {
-                    request: id,
+                out.push(Action {
                     tid: r.tid,
                     tgid: r.tgid,
-                    exhausted_ns: None,
+                    level: Level::Other,
+                    request: Some(id),
+                    cause: Cause::Other,
                 });
             }
             State::Demoted => {
@@ -278,11 +251,12 @@ impl<C: Clock> Runtime<C> {
                 self.counts.imminent_demotions += 1;
             }
             r.state = State::Demoted;
-            out.push(Action::SetOther {
-                request: id,
+            out.push(Action {
                 tid: r.tid,
                 tgid: r.tgid,
-                exhausted_ns: Some(exhausted),
+                level: Level::Other,
+                request: Some(id),
+                cause: Cause::Exhausted { at_ns: exhausted },
             });
             self.holders.swap_remove(i);
             self.demoted.push(id);
@@ -381,13 +355,71 @@ impl<C: Clock> Runtime<C> {
             r.credit_ns = s;
             r.cpu_start_ns = None;
             self.holders.push(id);
-            out.push(Action::SetFifo {
-                request: id,
+            out.push(Action {
                 tid: r.tid,
                 tgid: r.tgid,
-                arrival_ns: r.arrival_ns,
-                on_arrival: arriving == Some(id),
+                level: Level::Fifo(self.params.fifo_priority),
+                request: Some(id),
+                cause: if arriving == Some(id) {
+                    Cause::Arrival {
+                        arrival_ns: r.arrival_ns,
+                    }
+                } else {
+                    Cause::Other
+                },
             });
+        }
+    }
+}
+
+impl<C: Clock> SchedPolicy for Runtime<C> {
+    fn name(&self) -> &'static str {
+        "two-level"
+    }
+
+    fn decides_per_event(&self) -> bool {
+        true
+    }
+
+    fn on_arrival(&mut self, r: &Request, _cpu: &dyn CpuTimes, out: &mut Vec<Action>) {
+        Runtime::on_arrival(self, r, out);
+    }
+
+    fn on_completion(&mut self, c: &Completion, out: &mut Vec<Action>) {
+        Runtime::on_completion(self, c.request.id, out);
+    }
+
+    fn on_vanished(&mut self, _tid: u32, request: Option<RequestId>, out: &mut Vec<Action>) {
+        if let Some(id) = request {
+            Runtime::on_completion(self, id, out);
+        }
+    }
+
+    fn on_timer(&mut self, cpu: &dyn CpuTimes, out: &mut Vec<Action>) {
+        Runtime::on_timer(self, cpu, out);
+    }
+
+    fn after_apply(&mut self, cpu: &dyn CpuTimes) {
+        self.start_credits(cpu);
+    }
+
+    fn next_wakeup(&self, cpu: &dyn CpuTimes) -> Option<u64> {
+        Runtime::next_wakeup(self, cpu)
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            slice_ms: self.slice_ns() as f64 / 1e6,
+            queue_len: self.queue_len() as u32,
+            fifo_holders: self.fifo_holders() as u32,
+            demoted: self.demoted() as u32,
+        }
+    }
+
+    fn report(&self) -> PolicyReport {
+        PolicyReport {
+            transitions: self.counts,
+            ..PolicyReport::default()
         }
     }
 }
@@ -396,23 +428,9 @@ impl<C: Clock> Runtime<C> {
 mod tests {
     use super::*;
     use crate::clock::MockClock;
-    use std::cell::RefCell;
+    use crate::policy::testing::MockCpu;
 
     const MS: u64 = 1_000_000;
-
-    /// Thread CPU times the test sets by hand.
-    #[derive(Default)]
-    struct MockCpu(RefCell<HashMap<u32, u64>>);
-    impl MockCpu {
-        fn add(&self, tid: u32, ns: u64) {
-            *self.0.borrow_mut().entry(tid).or_default() += ns;
-        }
-    }
-    impl CpuTimes for MockCpu {
-        fn cpu_ns(&self, tid: u32, _now: u64) -> Option<u64> {
-            Some(self.0.borrow().get(&tid).copied().unwrap_or(0))
-        }
-    }
 
     struct Fixture {
         clock: MockClock,
@@ -469,20 +487,16 @@ mod tests {
     fn fifo_ids(actions: &[Action]) -> Vec<RequestId> {
         actions
             .iter()
-            .filter_map(|a| match a {
-                Action::SetFifo { request, .. } => Some(*request),
-                _ => None,
-            })
+            .filter(|a| matches!(a.level, Level::Fifo(_)))
+            .filter_map(|a| a.request)
             .collect()
     }
 
     fn other_ids(actions: &[Action]) -> Vec<RequestId> {
         actions
             .iter()
-            .filter_map(|a| match a {
-                Action::SetOther { request, .. } => Some(*request),
-                _ => None,
-            })
+            .filter(|a| a.level == Level::Other)
+            .filter_map(|a| a.request)
             .collect()
     }
 
@@ -493,10 +507,11 @@ mod tests {
         let a = f.take();
         assert!(matches!(
             a[..],
-            [Action::SetFifo {
-                request: 1,
+            [Action {
+                request: Some(1),
                 tid: 11,
-                on_arrival: true,
+                level: Level::Fifo(_),
+                cause: Cause::Arrival { .. },
                 ..
             }]
         ));
@@ -549,7 +564,7 @@ mod tests {
         let a = f.take();
         let exhausted_at = f.clock.now_ns() - 50_000;
         assert!(
-            matches!(a[..], [Action::SetOther { request: 1, exhausted_ns: Some(t), .. }] if t == exhausted_at),
+            matches!(a[..], [Action { request: Some(1), level: Level::Other, cause: Cause::Exhausted { at_ns: t }, .. }] if t == exhausted_at),
             "{a:?}"
         );
         assert_eq!(f.rt.state(1), Some(State::Demoted));
@@ -590,8 +605,9 @@ mod tests {
         assert_eq!(fifo_ids(&a), [3], "oldest waiter first");
         assert!(matches!(
             a[1],
-            Action::SetFifo {
-                on_arrival: false,
+            Action {
+                level: Level::Fifo(_),
+                cause: Cause::Other,
                 ..
             }
         ));

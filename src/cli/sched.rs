@@ -1,4 +1,4 @@
-//! `slokit sched`: the scheduling agent (cfs, fifo, two-level) over target
+//! `slokit sched`: the scheduling agent (cfs, fifo, two-level, las) over target
 //! processes. Parses flags into an `AgentConfig`, wires SIGINT/SIGTERM to
 //! the stop flag, prints `agent ready` once monitoring runs, and leaves the
 //! rest to `slokit_sched::run_agent`.
@@ -13,12 +13,12 @@ use anyhow::Context;
 use slokit_sched::agent::{print_ready, run_agent, AgentConfig, Policy, ReadyHook};
 use slokit_sched::monitor::MonitorChoice;
 use slokit_sched::targets::{parse_cpu_list, WORKER_PREFIX};
-use slokit_sched::TwoLevelParams;
+use slokit_sched::{LasParams, TwoLevelParams};
 
 /// Arguments of `slokit sched`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Scheduling policy: cfs, fifo or two-level.
+    /// Scheduling policy: cfs, fifo, two-level or las.
     #[arg(long, default_value = "two-level")]
     policy: Policy,
     /// Target process (repeatable). Only its threads are ever touched.
@@ -29,9 +29,13 @@ pub struct Args {
     #[arg(long = "cgroup", value_name = "PATH")]
     cgroups: Vec<PathBuf>,
     /// Deadline of the requests of a target process, ms (repeatable), for
-    /// two-level's Imminent rule.
+    /// two-level's Imminent rule and las's promotion.
     #[arg(long = "deadline", value_name = "PID=MS", value_parser = parse_deadline)]
     deadlines: Vec<(u32, f64)>,
+    /// Known service time of a target process's requests, µs (repeatable;
+    /// e.g. a profile's p99): las derives its level thresholds from them.
+    #[arg(long = "service", value_name = "PID=US", value_parser = parse_service)]
+    services: Vec<(u32, f64)>,
     /// Request monitor: auto (eBPF, else notify when --notify is given), ebpf, notify.
     #[arg(long, default_value = "auto")]
     monitor: MonitorChoice,
@@ -55,8 +59,8 @@ pub struct Args {
     /// Keep the agent CPUs out of idle with SCHED_IDLE spinners, so an
     /// arrival wakes the agent in tens of µs instead of waking a halted CPU
     /// (milliseconds on a VM); they also watch the eBPF ring and wake the
-    /// agent from its own CPU. auto: on for two-level, which decides per
-    /// event; off for the baselines.
+    /// agent from its own CPU. auto: on for two-level and las, which decide
+    /// per event; off for the baselines.
     #[arg(long, value_enum, default_value_t = IdlePoll::Auto)]
     idle_poll: IdlePoll,
     /// two-level: arm the credit timer this many µs early and spin the rest
@@ -66,6 +70,12 @@ pub struct Args {
     timer_lead_us: u64,
     #[command(flatten)]
     policy_params: Box<ParamArgs>,
+    #[command(flatten)]
+    las: Box<LasParams>,
+    /// las constants from a TOML file (the `[las]` table of an experiment,
+    /// or its fields at top level); replaces the --las-* flags.
+    #[arg(long, value_name = "FILE")]
+    las_config: Option<PathBuf>,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
@@ -107,6 +117,38 @@ struct ParamArgs {
     /// SCHED_FIFO priority of functions (1..=99).
     #[arg(long, default_value_t = TwoLevelParams::default().fifo_priority)]
     fifo_priority: u8,
+}
+
+fn parse_service(s: &str) -> Result<(u32, f64), String> {
+    let (pid, us) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected PID=US, got `{s}`"))?;
+    let pid = pid
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad pid in `{s}`"))?;
+    let us: f64 = us.trim().parse().map_err(|_| format!("bad µs in `{s}`"))?;
+    if !(us.is_finite() && us > 0.0) {
+        return Err(format!(
+            "service time must be a positive number of µs, got `{s}`"
+        ));
+    }
+    Ok((pid, us))
+}
+
+fn read_las_config(path: &std::path::Path) -> anyhow::Result<LasParams> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --las-config {}", path.display()))?;
+    let value: toml::Table =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let table = match value.get("las") {
+        Some(toml::Value::Table(t)) => t.clone(),
+        _ => value,
+    };
+    let params: LasParams = table
+        .try_into()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(params)
 }
 
 fn parse_deadline(s: &str) -> Result<(u32, f64), String> {
@@ -167,6 +209,12 @@ impl Args {
             d => d.map(Duration::from_secs_f64),
         };
         let deadlines_ms: BTreeMap<u32, f64> = self.deadlines.into_iter().collect();
+        let las = match &self.las_config {
+            Some(path) => read_las_config(path)?,
+            None => *self.las,
+        };
+        las.validate()
+            .map_err(|e| anyhow::anyhow!("invalid las parameter: {e}"))?;
         Ok(AgentConfig {
             policy: self.policy,
             monitor: self.monitor,
@@ -174,14 +222,16 @@ impl Args {
             pids: self.pids,
             cgroups: self.cgroups,
             deadlines_ms,
+            services_us: self.services.into_iter().collect(),
             params,
+            las,
             function_cpus,
             agent_cpus,
             agent_priority: self.agent_priority,
             idle_poll: match self.idle_poll {
                 IdlePoll::On => true,
                 IdlePoll::Off => false,
-                IdlePoll::Auto => self.policy == Policy::TwoLevel,
+                IdlePoll::Auto => matches!(self.policy, Policy::TwoLevel | Policy::Las),
             },
             timer_lead: Duration::from_micros(self.timer_lead_us),
             duration,

@@ -611,7 +611,9 @@ mod tests {
         let ended: Vec<_> = changes
             .iter()
             .filter_map(|c| match c {
-                Change::Ended { request, end_ns } => Some((request, end_ns)),
+                Change::Ended {
+                    request, end_ns, ..
+                } => Some((request, end_ns)),
                 _ => None,
             })
             .collect();

@@ -1,0 +1,268 @@
+//! The policy seam: every scheduling policy is one object behind
+//! [`SchedPolicy`] — events in (arrivals, completions, timer expiries,
+//! worker threads found), [`Action`]s out (put this thread at this
+//! [`Level`]), with time from a [`Clock`] and on-CPU time from
+//! [`CpuTimes`]. The agent (`crate::agent`) only plumbs monitor events in
+//! and applies actions with the actuator; the simulator (`crate::sim`)
+//! drives the very same objects over a model of the kernel's classes, so a
+//! policy's measured and simulated runs come from one implementation
+//! (hyperfine's "choose the executor once", scx's one `Scheduler` per
+//! policy).
+//!
+//! - [`cfs`]: nothing moves; requests are only observed.
+//! - [`fifo`]: every worker thread at one SCHED_FIFO priority.
+//! - `two-level`: [`crate::runtime::Runtime`], the seed's and SFS's design.
+//! - [`las`]: slokit's own — least attained service over parked
+//!   real-time workers.
+
+pub mod cfs;
+pub mod fifo;
+pub mod las;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::params::TwoLevelParams;
+use crate::register::{Request, RequestId};
+use crate::runtime::{Runtime, TransitionCounts};
+
+pub use las::{LasMetrics, LasParams};
+
+/// On-CPU time of threads: what credit and attained service are metered in.
+pub trait CpuTimes {
+    /// Cumulative on-CPU ns of thread `tid` at `now_ns`, if known.
+    fn cpu_ns(&self, tid: u32, now_ns: u64) -> Option<u64>;
+}
+
+/// A kernel scheduling level a policy puts a thread at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Level {
+    /// The thread's normal (fair-class) policy, as it was before the agent
+    /// touched it.
+    Other,
+    /// SCHED_FIFO at this priority (1..=99).
+    Fifo(u8),
+}
+
+/// Why an action was taken; the agent measures its decision latencies from
+/// these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Decided in the step that saw the request's arrival (no queueing):
+    /// arrival → applied latency.
+    Arrival { arrival_ns: u64 },
+    /// A credit or quantum ran out at `at_ns`: exhausted → applied latency.
+    Exhausted { at_ns: u64 },
+    /// Parked again after the reply sent at `reply_ns`: re-park latency.
+    Repark { reply_ns: u64 },
+    /// Anything else: a slot freed, a promotion, start-up placement, the
+    /// end of a request.
+    Other,
+}
+
+/// One thing the actuator must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Action {
+    pub tid: u32,
+    pub tgid: u32,
+    pub level: Level,
+    /// The request this move is for; when the thread turns out to be gone,
+    /// the agent tells the policy with [`SchedPolicy::on_vanished`].
+    pub request: Option<RequestId>,
+    pub cause: Cause,
+}
+
+/// A request ended: its reply was sent (`sender_tid` made the send — not
+/// always the thread that received, in runtimes that hand requests off),
+/// or it was abandoned (`replied` false: the connection died, the thread
+/// started another request, or the process exited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    pub request: Request,
+    pub sender_tid: u32,
+    pub end_ns: u64,
+    pub replied: bool,
+}
+
+/// A worker thread of a target process (`tgid`, `tid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Thread {
+    pub tgid: u32,
+    pub tid: u32,
+}
+
+/// What a policy holds at one instant, for the timeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Snapshot {
+    /// The policy's current time slice or top quantum, ms (0: none).
+    pub slice_ms: f64,
+    /// Requests waiting for a real-time slot.
+    pub queue_len: u32,
+    /// Requests running in a real-time class.
+    pub fifo_holders: u32,
+    /// Requests moved to the fair class.
+    pub demoted: u32,
+}
+
+/// What a policy reports at the end, for the metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyReport {
+    /// two-level's transitions (zero for the other policies).
+    pub transitions: TransitionCounts,
+    /// las's levels, quanta and re-park figures.
+    pub las: Option<LasMetrics>,
+    /// Lines worth reading beside the figures.
+    pub notes: Vec<String>,
+}
+
+/// A scheduling policy: a pure state machine, no I/O. The caller applies
+/// the actions pushed to `out` (in order) and then calls
+/// [`SchedPolicy::after_apply`]; it calls [`SchedPolicy::on_timer`] when
+/// [`SchedPolicy::next_wakeup`] says.
+pub trait SchedPolicy {
+    /// The name on the command line and in records.
+    fn name(&self) -> &'static str;
+
+    /// Whether the policy decides per event and meters on-CPU time (the
+    /// monitor then tracks CPU time and wakes the agent on every event).
+    fn decides_per_event(&self) -> bool;
+
+    /// Worker threads found (at start, and later as they appear).
+    fn on_threads(&mut self, _threads: &[Thread], _out: &mut Vec<Action>) {}
+
+    /// A request arrived on `r.tid`.
+    fn on_arrival(&mut self, r: &Request, cpu: &dyn CpuTimes, out: &mut Vec<Action>);
+
+    /// A request ended.
+    fn on_completion(&mut self, c: &Completion, out: &mut Vec<Action>);
+
+    /// An action on `tid` found the thread gone; `request` is the action's.
+    fn on_vanished(&mut self, tid: u32, request: Option<RequestId>, out: &mut Vec<Action>);
+
+    /// The time [`SchedPolicy::next_wakeup`] asked for has come (or any
+    /// time: calling it early is harmless).
+    fn on_timer(&mut self, _cpu: &dyn CpuTimes, _out: &mut Vec<Action>) {}
+
+    /// The actions of the last step are applied: start meters (reading CPU
+    /// time is a system call in the agent, so it stays off the path from
+    /// an event to its `sched_setattr`).
+    fn after_apply(&mut self, _cpu: &dyn CpuTimes) {}
+
+    /// When `on_timer` must run next (absolute ns on the policy's clock).
+    fn next_wakeup(&self, _cpu: &dyn CpuTimes) -> Option<u64> {
+        None
+    }
+
+    /// What the policy holds now.
+    fn snapshot(&self) -> Snapshot {
+        Snapshot::default()
+    }
+
+    /// Counters and figures for the metrics.
+    fn report(&self) -> PolicyReport {
+        PolicyReport::default()
+    }
+}
+
+/// The policies of the agent and the simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Policy {
+    #[serde(rename = "cfs")]
+    Cfs,
+    #[serde(rename = "fifo")]
+    Fifo,
+    #[serde(rename = "two-level")]
+    TwoLevel,
+    #[serde(rename = "las")]
+    Las,
+}
+
+impl Policy {
+    /// Every policy, in report order.
+    pub const ALL: [Policy; 4] = [Policy::Cfs, Policy::Fifo, Policy::TwoLevel, Policy::Las];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Cfs => "cfs",
+            Policy::Fifo => "fifo",
+            Policy::TwoLevel => "two-level",
+            Policy::Las => "las",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Policy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Policy::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown policy `{s}` (expected cfs, fifo, two-level or las)"))
+    }
+}
+
+/// Everything a policy object is built from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyConfig {
+    /// two-level's constants; `fifo_priority` is also the fifo baseline's.
+    pub two_level: TwoLevelParams,
+    pub las: LasParams,
+    /// Relative deadline per target process (`tgid → ns`).
+    pub deadlines_ns: HashMap<u32, u64>,
+    /// Known service time per target process (`tgid → µs`, e.g. a
+    /// profile's p99), for las's quanta.
+    pub services_us: HashMap<u32, f64>,
+}
+
+/// Builds the object of `policy` on `clock`.
+pub fn build<C: Clock + 'static>(
+    policy: Policy,
+    cfg: &PolicyConfig,
+    clock: C,
+) -> Box<dyn SchedPolicy> {
+    match policy {
+        Policy::Cfs => Box::new(cfs::Cfs),
+        Policy::Fifo => Box::new(fifo::Fifo::new(cfg.two_level.fifo_priority)),
+        Policy::TwoLevel => Box::new(Runtime::new(cfg.two_level, clock, cfg.deadlines_ns.clone())),
+        Policy::Las => Box::new(las::Las::new(
+            cfg.las.clone(),
+            clock,
+            cfg.deadlines_ns.clone(),
+            &cfg.services_us,
+        )),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Hand-set CPU times for the policies' unit tests.
+    use super::CpuTimes;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    /// Thread CPU times the test sets by hand.
+    #[derive(Default)]
+    pub struct MockCpu(RefCell<HashMap<u32, u64>>);
+
+    impl MockCpu {
+        pub fn add(&self, tid: u32, ns: u64) {
+            *self.0.borrow_mut().entry(tid).or_default() += ns;
+        }
+    }
+
+    impl CpuTimes for MockCpu {
+        fn cpu_ns(&self, tid: u32, _now: u64) -> Option<u64> {
+            Some(self.0.borrow().get(&tid).copied().unwrap_or(0))
+        }
+    }
+}
