@@ -1,13 +1,13 @@
 //! Experiment files: what `slokit compare` runs — scenarios (a mix at ρ or a
-//! trace replay), policies, repetitions, placement and the two-level
-//! constants. The default experiment is `profiles/default-experiment.toml`,
+//! trace replay), policies, repetitions, placement and the two-level and
+//! las constants. The default experiment is `profiles/default-experiment.toml`,
 //! embedded in the binary so `slokit compare` works from any directory.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use slokit_sched::TwoLevelParams;
+use slokit_sched::{LasParams, TwoLevelParams};
 
 /// The text of `profiles/default-experiment.toml`.
 pub const DEFAULT_EXPERIMENT: &str = include_str!("../profiles/default-experiment.toml");
@@ -26,6 +26,8 @@ pub struct Experiment {
     pub placement: Placement,
     #[serde(default)]
     pub two_level: TwoLevelParams,
+    #[serde(default)]
+    pub las: LasParams,
     pub scenarios: Vec<Scenario>,
 }
 
@@ -152,7 +154,7 @@ impl Experiment {
             return Err("repetitions must be at least 1".into());
         }
         if self.policies.is_empty() {
-            return Err("policies must name at least one of cfs, fifo, two-level".into());
+            return Err("policies must name at least one of cfs, fifo, two-level, las".into());
         }
         if !(self.cooldown_s.is_finite() && self.cooldown_s >= 0.0) {
             return Err(format!("cooldown_s must be ≥ 0, got {}", self.cooldown_s));
@@ -169,6 +171,7 @@ impl Experiment {
         self.two_level
             .validate()
             .map_err(|e| format!("two_level: {e}"))?;
+        self.las.validate().map_err(|e| format!("las: {e}"))?;
         if self.scenarios.is_empty() {
             return Err("scenarios: at least one scenario is needed".into());
         }
@@ -254,7 +257,7 @@ mod tests {
         let e = Experiment::default_experiment();
         assert_eq!(
             e.policies,
-            vec![Policy::Cfs, Policy::Fifo, Policy::TwoLevel]
+            vec![Policy::Cfs, Policy::Fifo, Policy::TwoLevel, Policy::Las]
         );
         let names: Vec<&str> = e.scenarios.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["colocated", "azure"]);
@@ -283,7 +286,7 @@ mod tests {
         );
         let e = Experiment::parse(&bad, "y.toml").unwrap_err().to_string();
         assert!(e.contains("colocated") && e.contains("rho"), "{e}");
-        let bad = DEFAULT_EXPERIMENT.replace("\"two-level\"]", "\"round-robin\"]");
+        let bad = DEFAULT_EXPERIMENT.replace("\"las\"]", "\"round-robin\"]");
         assert!(Experiment::parse(&bad, "z.toml")
             .unwrap_err()
             .to_string()

@@ -110,7 +110,7 @@ fn a_short_comparison_writes_every_report_and_gates_exit_99() {
             "--scenario",
             "colocated",
             "--policies",
-            "cfs,two-level",
+            "cfs,two-level,las",
             "--duration",
             "2",
         ])
@@ -143,12 +143,31 @@ fn a_short_comparison_writes_every_report_and_gates_exit_99() {
     ] {
         assert!(out_dir.join(f).exists(), "{f} missing");
     }
-    let run = std::fs::read_to_string(out_dir.join("run-colocated-two-level-0.json")).unwrap();
-    let run = slokit_functions::RunRecord::from_json(&run).unwrap();
-    assert_eq!(run.policy.as_deref(), Some("two-level"));
-    assert!(run.monitor.is_some(), "the agent's monitor is named");
-    let total: u64 = run.functions.iter().map(|f| f.invocations).sum();
-    assert!(total > 0);
+    for policy in ["two-level", "las"] {
+        let path = out_dir.join(format!("run-colocated-{policy}-0.json"));
+        let run = std::fs::read_to_string(path).unwrap();
+        let run = slokit_functions::RunRecord::from_json(&run).unwrap();
+        assert_eq!(run.policy.as_deref(), Some(policy));
+        assert!(run.monitor.is_some(), "the agent's monitor is named");
+        let total: u64 = run.functions.iter().map(|f| f.invocations).sum();
+        assert!(total > 0);
+    }
+    // las took its thresholds from the profiles (compare passes each
+    // function's p99 to the agent), and the simulated las ran beside it.
+    let las_agent: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("agent-colocated-las-0.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        las_agent["las"]["threshold_source"], "profiles",
+        "{}",
+        las_agent["las"]
+    );
+    let scenario = &report["scenarios"][0];
+    assert!(
+        scenario.to_string().contains("\"las\""),
+        "las in the report: {scenario}"
+    );
     // Nothing left in a real-time class: every host has exited.
     assert!(!stderr.contains("ignored SIGTERM"), "{stderr}");
     // The committed profiles (written by `slokit profile`, params as given)

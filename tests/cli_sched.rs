@@ -155,24 +155,27 @@ fn start_agent(args: &[String]) -> Proc {
     agent
 }
 
-/// Scheduling policy of every thread of `pid` (stat field 41), by comm.
-fn policies(pid: u32) -> Vec<(String, u32)> {
+/// Field `n` (1-based, as in proc(5)) of every thread's stat of `pid`, by comm.
+fn thread_stat_field(pid: u32, n: usize) -> Vec<(String, u32)> {
     let mut v = Vec::new();
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return v;
     };
     for e in dir.flatten() {
-        let tid = e.file_name();
         let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
             continue;
         };
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
         let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let policy: u32 = rest.split(' ').nth(41 - 3).unwrap().parse().unwrap();
-        let _ = tid;
-        v.push((comm.trim().to_string(), policy));
+        let value: u32 = rest.split(' ').nth(n - 3).unwrap().parse().unwrap();
+        v.push((comm.trim().to_string(), value));
     }
     v
+}
+
+/// Scheduling policy of every thread of `pid` (stat field 41), by comm.
+fn policies(pid: u32) -> Vec<(String, u32)> {
+    thread_stat_field(pid, 41)
 }
 
 fn fifo_threads(pid: u32) -> usize {
@@ -555,4 +558,197 @@ fn cgroup_members_are_targets_including_ones_that_join_later() {
     );
     drop((first, second, outsider));
     drop(cgroup);
+}
+
+/// SCHED_FIFO/RR priority of every thread of `pid` (stat field 40), by comm.
+fn rt_priorities(pid: u32) -> Vec<(String, u32)> {
+    thread_stat_field(pid, 40)
+}
+
+#[test]
+fn las_parks_workers_drops_long_requests_and_restores_every_thread() {
+    let Some(_turn) = root_and_alone() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = dir.path().join("m.json");
+    let (server, port) = start_server();
+    let pid = server.0.id();
+    // Thresholds 2 ms and 8 ms: 1 ms requests end at the top level, 15 ms
+    // ones pass both and end in SCHED_OTHER.
+    let mut agent = start_agent(&[
+        "--policy".into(),
+        "las".into(),
+        "--pid".into(),
+        pid.to_string(),
+        "--las-thresholds-us".into(),
+        "2000,8000".into(),
+        "--metrics-out".into(),
+        metrics.display().to_string(),
+    ]);
+    let idle: Vec<(String, u32)> = rt_priorities(pid)
+        .into_iter()
+        .filter(|(c, _)| c.starts_with("fn-worker-idle"))
+        .collect();
+    assert_eq!(idle.len(), 2, "{idle:?}");
+    assert!(
+        idle.iter().all(|(_, p)| *p == 40),
+        "idle workers parked at the top priority: {idle:?}"
+    );
+    for _ in 0..10 {
+        get(port, "/spin/15");
+        get(port, "/spin/1");
+    }
+    signal(&agent, libc::SIGTERM);
+    assert!(wait_exit(&mut agent, Duration::from_secs(10)).success());
+    assert_eq!(fifo_threads(pid), 0, "{:?}", policies(pid));
+    let m = read_metrics(&metrics);
+    assert_eq!(m["policy"], "las");
+    assert_eq!(m["agent_idle_poll"], true, "auto: on for las");
+    assert_eq!(m["requests_completed"], 20);
+    let las = &m["las"];
+    assert_eq!(las["thresholds_us"], serde_json::json!([2000.0, 8000.0]));
+    assert_eq!(las["priorities"], serde_json::json!([40, 39]));
+    assert_eq!(
+        las["reached"],
+        serde_json::json!([20, 10, 10]),
+        "every request starts at the top; the 15 ms ones pass both: {las}"
+    );
+    // each 15 ms request's thread was parked again after its reply, unless
+    // it had already exited (this server's threads end with their
+    // connection; the policy learns it from the ESRCH of its next action)
+    let reparked = m["repark_us"]["summary"]["count"].as_u64().unwrap();
+    assert!((5..=10).contains(&reparked), "{}", m["repark_us"]);
+    assert_eq!(m["exhausted_to_demoted_us"]["summary"]["count"], 20);
+    assert_eq!(
+        las["threads_parked"], 22,
+        "2 idle workers + 20 connection threads"
+    );
+    assert_eq!(m["las_params"]["top_priority"], 40);
+}
+
+/// A Python runtime that hands requests off: the main thread receives,
+/// queues the connection for a worker thread that replies, and then burns
+/// `MS` ms of CPU itself (as an event loop or a GC would).
+const HANDOFF_SERVER: &str = r#"
+import queue, socket, threading, time
+q = queue.Queue()
+def worker():
+    while True:
+        c = q.get()
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        c.close()
+threading.Thread(target=worker, daemon=True).start()
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+print("PORT=%d" % s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += c.recv(4096)
+    ms = int(data.split()[1].split(b"/")[-1])
+    q.put(c)
+    end = time.thread_time() + ms / 1000
+    while time.thread_time() < end:
+        pass
+"#;
+
+#[test]
+fn las_leaves_no_thread_real_time_in_a_runtime_that_hands_requests_off() {
+    let Some(_turn) = root_and_alone() else {
+        return;
+    };
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if n < 2 {
+        eprintln!("skipping: needs a function CPU apart from the agent's");
+        return;
+    }
+    let python = ["python3", "python"].into_iter().find(|p| {
+        Command::new(p)
+            .arg("-c")
+            .arg("pass")
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    let Some(python) = python else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have python3 (the hand-off runtime of this test)"
+        );
+        eprintln!("skipping: no python3");
+        return;
+    };
+    let mut child = Command::new("taskset")
+        .args(["-c", &(n - 1).to_string(), python, "-c", HANDOFF_SERVER])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("taskset and python3");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let server = Proc(child);
+    let pid = server.0.id();
+    let mut line = String::new();
+    let port: u16 = loop {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "python server exited"
+        );
+        if let Some(p) = line.trim().strip_prefix("PORT=") {
+            break p.parse().unwrap();
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = dir.path().join("m.json");
+    let mut agent = start_agent(&[
+        "--policy".into(),
+        "las".into(),
+        "--pid".into(),
+        pid.to_string(),
+        "--las-thresholds-us".into(),
+        "1000,3000".into(),
+        "--las-idle-check-us".into(),
+        "5000".into(),
+        "--function-cpus".into(),
+        (n - 1).to_string(),
+        "--metrics-out".into(),
+        metrics.display().to_string(),
+    ]);
+    // Short requests first: the receiver is seen, raised and parked.
+    for _ in 0..5 {
+        get(port, "/spin/0");
+    }
+    // Then one whose receiver burns 400 ms after the hand-off: the reply
+    // comes from the worker, the receiver is parked again while it still
+    // spins, and must be put back in SCHED_OTHER long before it is done.
+    let t0 = Instant::now();
+    get(port, "/spin/400");
+    std::thread::sleep(Duration::from_millis(150).saturating_sub(t0.elapsed()));
+    let mut rt_seen = Vec::new();
+    while t0.elapsed() < Duration::from_millis(300) {
+        let rt = fifo_threads(pid);
+        rt_seen.push(rt);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        rt_seen.iter().all(|&n| n == 0),
+        "a thread of the hand-off runtime stayed real-time while it spun with no request: {rt_seen:?} {:?}",
+        policies(pid)
+    );
+    signal(&agent, libc::SIGTERM);
+    assert!(wait_exit(&mut agent, Duration::from_secs(10)).success());
+    assert_eq!(fifo_threads(pid), 0, "{:?}", policies(pid));
+    let m = read_metrics(&metrics);
+    let las = &m["las"];
+    assert_eq!(m["requests_completed"], 6, "{m}");
+    assert_eq!(
+        las["handoffs"], 6,
+        "every reply came from the worker: {las}"
+    );
+    assert!(
+        las["idle_demotions"].as_u64().unwrap() >= 1,
+        "the spinning receiver was demoted as an idle parked thread: {las}"
+    );
 }

@@ -1,9 +1,32 @@
 //! Aggregation: run records of scenario × policy × repetition become one
 //! [`Report`] — per function and policy the mean over repetitions with its
 //! spread, SLO attainment against the profile's deadline, goodput, the
-//! ratios to the simulated SRPT bound, a one-line verdict per function and a
-//! headline with the short/long-function tail-latency ratios the two-level
-//! scheduler is about (SFS, SC'22, reports the same split).
+//! ratios to the simulated SRPT bound, a one-line verdict per function, a
+//! headline and the agreement of the simulator with the measurements.
+//!
+//! **The proposed policy** (what the headline is about) is [`LAS`],
+//! slokit's own policy, when the comparison has measured `las` runs, else
+//! [`REFERENCE`] (`two-level`, SFS's FIFO→CFS scheduler), so comparisons
+//! made before las existed still render as they did. It is decided once per
+//! comparison ([`proposed_policy`]): every scenario of a report is about
+//! the same policy.
+//!
+//! **The headline** gives the proposed policy's p99 over cfs's and fifo's
+//! for the short functions and over cfs's for the long ones (geometric
+//! means over the functions of the class; SFS, SC'22, reports the same
+//! split), two-level's short-function p99 over cfs's on its own line when
+//! the proposed policy is las (slokit's policy and the reference side by
+//! side), and the proposed policy's goodput over cfs's when both have one.
+//!
+//! **Model agreement** ([`Agreement`]): per measured policy with a
+//! simulated counterpart (the same name, and `ps` — the model of the fair
+//! class — for `cfs`) and per function, the simulated p99 over the measured
+//! mean p99; within [`AGREEMENT_TOLERANCE`] (25 %) counts as agreeing.
+//! Functions whose service time (the one the short/long split uses) is
+//! below [`AGREEMENT_MIN_SERVICE_MS`] (1 ms) — or unknown — are listed with
+//! their figures but not judged (`within: None`, the reason in `why`): at
+//! that scale the model has no per-request transport CPU cost or agent
+//! latency, so a disagreement says nothing about the policy.
 //!
 //! The report is presentation data only: every exporter reads it, and its
 //! JSON form (schema [`COMPARE_SCHEMA`]) is what CI and other tools read.
@@ -23,17 +46,30 @@ use crate::ReportError;
 
 /// Schema id of the report's JSON form.
 pub const COMPARE_SCHEMA: &str = "slokit.compare/1";
-/// The policy the report is about; verdict ratios and the headline compare
-/// it with the baselines.
-pub const PROPOSED: &str = "two-level";
+/// slokit's own policy (least attained service over parked real-time
+/// workers); the proposed policy when a comparison has measured runs of it.
+pub const LAS: &str = "las";
+/// The researchers' reference policy (SFS's FIFO→CFS two-level scheduler);
+/// the proposed policy of comparisons without las runs, the policy gates
+/// check by default, and the one whose agent timelines the report plots.
+pub const REFERENCE: &str = "two-level";
+/// Simulated and measured p99 agree when |simulated/measured − 1| is at most
+/// this.
+pub const AGREEMENT_TOLERANCE: f64 = 0.25;
+/// Functions with a service time below this (ms) are not judged for model
+/// agreement.
+pub const AGREEMENT_MIN_SERVICE_MS: f64 = 1.0;
 /// The exit code of `slokit compare` when a gate fails.
 pub const GATE_FAILED_EXIT: i32 = 99;
 /// The simulated lower bound (shortest remaining processing time).
 pub const BOUND: &str = "srpt";
 /// Display order of the measured policies; others follow in input order.
-const MEASURED_ORDER: [&str; 3] = ["cfs", "fifo", PROPOSED];
+const MEASURED_ORDER: [&str; 4] = ["cfs", "fifo", REFERENCE, LAS];
 /// Display order of the simulated policies; others follow in input order.
-const SIMULATED_ORDER: [&str; 4] = [BOUND, "ps", "fifo", PROPOSED];
+const SIMULATED_ORDER: [&str; 5] = [BOUND, "ps", "fifo", REFERENCE, LAS];
+/// The simulated model of the measured `cfs` besides a simulated `cfs`:
+/// processor sharing, the ideal fair class.
+const CFS_MODEL: &str = "ps";
 /// Attainments closer than this count as a tie (they print the same at
 /// 0.1 % precision); the tie is broken by p99.
 const ATTAINMENT_TIE: f64 = 0.0005;
@@ -88,6 +124,11 @@ pub struct ScenarioReport {
     /// functions together, per measured then simulated policy.
     pub goodput: Vec<Goodput>,
     pub headline: Headline,
+    /// Simulated against measured p99, per measured policy with a simulated
+    /// counterpart (measured display order) and function; see
+    /// [`Agreement`]. Empty in reports written before it existed.
+    #[serde(default)]
+    pub model_agreement: Vec<Agreement>,
     /// The two-level runs' agent timelines (S and queue length over time).
     pub timelines: Vec<RunTimeline>,
     /// Remarks from the records (deduplicated) and from the aggregation.
@@ -174,32 +215,85 @@ pub struct Goodput {
     pub per_s: Spread,
 }
 
-/// The headline ratios of a scenario: two-level's p99 over the baselines'.
+/// The headline ratios of a scenario: the proposed policy's ([`policy`])
+/// p99 over the baselines'.
+///
+/// [`policy`]: Headline::policy
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Headline {
+    /// The policy the ratios are about: [`LAS`] when the comparison has las
+    /// runs, else [`REFERENCE`]. Reports written before the field existed
+    /// were about two-level, which is what they read as.
+    #[serde(default = "reference_policy")]
+    pub policy: String,
     /// Service-time threshold (ms) between short and long functions.
     pub short_threshold_ms: Option<f64>,
     pub short: Vec<String>,
     pub long: Vec<String>,
-    /// Geometric mean over short functions of p99(two-level)/p99(cfs).
+    /// Geometric mean over short functions of p99(policy)/p99(cfs).
     pub short_p99_vs_cfs: Option<f64>,
-    /// Geometric mean over short functions of p99(two-level)/p99(fifo).
+    /// Geometric mean over short functions of p99(policy)/p99(fifo).
     pub short_p99_vs_fifo: Option<f64>,
-    /// Geometric mean over long functions of p99(two-level)/p99(cfs).
+    /// Geometric mean over long functions of p99(policy)/p99(cfs).
     pub long_p99_vs_cfs: Option<f64>,
+    /// Geometric mean over short functions of p99(two-level)/p99(cfs), when
+    /// `policy` is not two-level itself (the reference beside it).
+    #[serde(default)]
+    pub reference_short_p99_vs_cfs: Option<f64>,
+    /// Measured goodput of `policy` over cfs's (all functions together).
+    #[serde(default)]
+    pub goodput_vs_cfs: Option<f64>,
     /// The per-function ratios behind the means.
     pub per_function: Vec<HeadlineRatio>,
     /// The headline as sentences.
     pub lines: Vec<String>,
 }
 
-/// p99 of two-level over cfs and fifo for one function.
+fn reference_policy() -> String {
+    REFERENCE.to_string()
+}
+
+/// p99 of the headline's policy over cfs and fifo for one function.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeadlineRatio {
     pub label: String,
     pub class: FunctionClass,
     pub p99_vs_cfs: Option<f64>,
     pub p99_vs_fifo: Option<f64>,
+    /// p99 of two-level over cfs, when the headline's policy is not
+    /// two-level.
+    #[serde(default)]
+    pub reference_p99_vs_cfs: Option<f64>,
+}
+
+/// The simulator against the machine for one function under one policy:
+/// the measured mean p99 over repetitions and the simulated p99 (mean over
+/// simulated records of the policy).
+///
+/// Judged only for functions with a service time of at least
+/// [`AGREEMENT_MIN_SERVICE_MS`]: below 1 ms the model has no per-request
+/// transport CPU cost or agent latency at that scale, so those entries keep
+/// their figures with `within: None` and the reason in `why`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agreement {
+    /// The measured policy.
+    pub policy: String,
+    /// The simulated policy that models it: the same name, or `ps` for
+    /// `cfs`.
+    pub simulated_policy: String,
+    pub label: String,
+    /// The function's service time (ms), as the short/long split uses it.
+    pub service_ms: Option<f64>,
+    /// Mean over repetitions of the measured p99, ms.
+    pub measured_p99_ms: f64,
+    pub simulated_p99_ms: f64,
+    /// simulated / measured.
+    pub ratio: Option<f64>,
+    /// |ratio − 1| ≤ [`AGREEMENT_TOLERANCE`]; `None` when not judged.
+    pub within: Option<bool>,
+    /// For a disagreement, the direction and what the model leaves out; for
+    /// an entry that is not judged, why; `None` when within.
+    pub why: Option<String>,
 }
 
 /// One run's agent timeline.
@@ -208,6 +302,21 @@ pub struct RunTimeline {
     pub policy: String,
     pub repetition: u32,
     pub points: Vec<TimelinePoint>,
+}
+
+/// The policy a comparison's report is about: [`LAS`] when any scenario
+/// has measured las runs, else [`REFERENCE`].
+pub fn proposed_policy(comparison: &Comparison) -> &'static str {
+    if comparison
+        .scenarios
+        .iter()
+        .flat_map(|s| &s.runs)
+        .any(|r| r.policy == LAS)
+    {
+        LAS
+    } else {
+        REFERENCE
+    }
 }
 
 impl Report {
@@ -224,10 +333,11 @@ impl Report {
                 }
             }
         }
+        let proposed = proposed_policy(comparison);
         let scenarios = comparison
             .scenarios
             .iter()
-            .map(|s| build_scenario(s, options))
+            .map(|s| build_scenario(s, options, proposed))
             .collect::<Result<Vec<_>, _>>()?;
         let mut report = Report {
             schema: COMPARE_SCHEMA.to_string(),
@@ -279,6 +389,53 @@ impl ScenarioReport {
             .iter()
             .find(|g| g.policy == policy && g.kind == kind)
     }
+
+    /// One sentence per (measured, simulated) policy pair of
+    /// [`model_agreement`](Self::model_agreement), in its order, e.g.
+    /// `las: simulated p99 within 25 % of measured for 2 of 2 functions ≥ 1 ms`.
+    pub fn agreement_summary(&self) -> Vec<String> {
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        for a in &self.model_agreement {
+            let pair = (a.policy.as_str(), a.simulated_policy.as_str());
+            if !pairs.contains(&pair) {
+                pairs.push(pair);
+            }
+        }
+        pairs
+            .into_iter()
+            .map(|(policy, sim)| {
+                let judged: Vec<bool> = self
+                    .model_agreement
+                    .iter()
+                    .filter(|a| a.policy == policy && a.simulated_policy == sim)
+                    .filter_map(|a| a.within)
+                    .collect();
+                let name = agreement_pair_name(policy, sim);
+                let min = fmt::tick(AGREEMENT_MIN_SERVICE_MS);
+                if judged.is_empty() {
+                    format!("{name}: no function with service ≥ {min} ms to judge")
+                } else {
+                    format!(
+                        "{name}: simulated p99 within {:.0} % of measured for {} of {} function{} ≥ {min} ms",
+                        AGREEMENT_TOLERANCE * 100.0,
+                        judged.iter().filter(|w| **w).count(),
+                        judged.len(),
+                        if judged.len() == 1 { "" } else { "s" },
+                    )
+                }
+            })
+            .collect()
+    }
+}
+
+/// How the agreement tables and sentences name a pair: `las`, or
+/// `cfs (sim ps)` when the model has another name.
+pub fn agreement_pair_name(policy: &str, simulated_policy: &str) -> String {
+    if policy == simulated_policy {
+        policy.to_string()
+    } else {
+        format!("{policy} (sim {simulated_policy})")
+    }
 }
 
 impl FunctionReport {
@@ -321,6 +478,7 @@ struct RepStats<'a> {
 fn build_scenario(
     s: &crate::input::ScenarioRuns,
     options: &ReportOptions,
+    proposed: &str,
 ) -> Result<ScenarioReport, ReportError> {
     let policies = ordered(&MEASURED_ORDER, s.runs.iter().map(|r| r.policy.as_str()));
     let simulated_policies = ordered(
@@ -412,8 +570,6 @@ fn build_scenario(
     for f in &mut functions {
         f.verdict = verdict(f);
     }
-    let headline = headline(&functions, short_threshold_ms);
-
     let mut goodput = Vec::new();
     for (kind, list) in [
         (RunKind::Measured, &policies),
@@ -437,6 +593,8 @@ fn build_scenario(
             }
         }
     }
+    let headline = headline(&functions, short_threshold_ms, proposed, &goodput);
+    let model_agreement = model_agreement(&functions, &policies, &simulated_policies);
     let no_deadline: Vec<&str> = functions
         .iter()
         .filter(|f| f.deadline_ms.is_none())
@@ -452,7 +610,7 @@ fn build_scenario(
     let mut timelines: Vec<RunTimeline> = s
         .runs
         .iter()
-        .filter(|r| r.policy == PROPOSED && !r.timeline.is_empty())
+        .filter(|r| r.policy == REFERENCE && !r.timeline.is_empty())
         .map(|r| RunTimeline {
             policy: r.policy.clone(),
             repetition: r.repetition,
@@ -475,6 +633,7 @@ fn build_scenario(
         functions,
         goodput,
         headline,
+        model_agreement,
         timelines,
         notes,
     })
@@ -704,18 +863,33 @@ fn verdict(f: &FunctionReport) -> Verdict {
     }
 }
 
-fn headline(functions: &[FunctionReport], short_threshold_ms: Option<f64>) -> Headline {
+fn headline(
+    functions: &[FunctionReport],
+    short_threshold_ms: Option<f64>,
+    proposed: &str,
+    goodput: &[Goodput],
+) -> Headline {
     let p99 = |f: &FunctionReport, p: &str| f.measured(p).map(|x| x.p99_ms.mean);
+    let vs = |f: &FunctionReport, own: Option<f64>, base: &str| {
+        own.zip(p99(f, base)).and_then(|(a, b)| ratio(a, b))
+    };
+    // The reference beside the proposed policy, when they differ.
+    let reference = (proposed != REFERENCE).then_some(REFERENCE);
     let per_function: Vec<HeadlineRatio> = functions
         .iter()
         .filter_map(|f| {
             let class = f.class?;
-            let two = p99(f, PROPOSED)?;
+            let own = p99(f, proposed);
+            let reference_p99 = reference.and_then(|r| p99(f, r));
+            if own.is_none() && reference_p99.is_none() {
+                return None;
+            }
             Some(HeadlineRatio {
                 label: f.label.clone(),
                 class,
-                p99_vs_cfs: p99(f, "cfs").and_then(|c| ratio(two, c)),
-                p99_vs_fifo: p99(f, "fifo").and_then(|c| ratio(two, c)),
+                p99_vs_cfs: vs(f, own, "cfs"),
+                p99_vs_fifo: vs(f, own, "fifo"),
+                reference_p99_vs_cfs: vs(f, reference_p99, "cfs"),
             })
         })
         .collect();
@@ -739,6 +913,16 @@ fn headline(functions: &[FunctionReport], short_threshold_ms: Option<f64>) -> He
     let short_p99_vs_cfs = mean(FunctionClass::Short, |h| h.p99_vs_cfs);
     let short_p99_vs_fifo = mean(FunctionClass::Short, |h| h.p99_vs_fifo);
     let long_p99_vs_cfs = mean(FunctionClass::Long, |h| h.p99_vs_cfs);
+    let reference_short_p99_vs_cfs = mean(FunctionClass::Short, |h| h.reference_p99_vs_cfs);
+    let measured_goodput = |p: &str| {
+        goodput
+            .iter()
+            .find(|g| g.policy == p && g.kind == RunKind::Measured)
+            .map(|g| g.per_s.mean)
+    };
+    let goodput_vs_cfs = measured_goodput(proposed)
+        .zip(measured_goodput("cfs"))
+        .and_then(|(a, b)| ratio(a, b));
 
     let mut lines = Vec::new();
     let ratio_text = |r: Option<f64>, base: &str| {
@@ -747,24 +931,39 @@ fn headline(functions: &[FunctionReport], short_threshold_ms: Option<f64>) -> He
             |r| format!("{} {base}'s", fmt::times(r)),
         )
     };
+    let has_runs = |p: &str| functions.iter().any(|f| f.measured(p).is_some());
     if let Some(t) = short_threshold_ms {
-        if !short.is_empty() {
-            lines.push(format!(
-                "Short functions ({}; service ≤ {} ms): two-level's p99 is {} and {}.",
-                short.join(", "),
-                fmt::num(t),
-                ratio_text(short_p99_vs_cfs, "cfs"),
-                ratio_text(short_p99_vs_fifo, "fifo")
-            ));
+        let mut ratio_lines = 0;
+        if !has_runs(proposed) {
+            lines.push(format!("No measured {proposed} runs in this scenario."));
+        } else {
+            if !short.is_empty() {
+                lines.push(format!(
+                    "Short functions ({}; service ≤ {} ms): {proposed}'s p99 is {} and {}.",
+                    short.join(", "),
+                    fmt::num(t),
+                    ratio_text(short_p99_vs_cfs, "cfs"),
+                    ratio_text(short_p99_vs_fifo, "fifo")
+                ));
+                ratio_lines += 1;
+            }
+            if !long.is_empty() {
+                lines.push(format!(
+                    "Long functions ({}): {proposed}'s p99 is {}.",
+                    long.join(", "),
+                    ratio_text(long_p99_vs_cfs, "cfs")
+                ));
+                ratio_lines += 1;
+            }
         }
-        if !long.is_empty() {
+        if let Some(r) = reference.filter(|r| has_runs(r) && !short.is_empty()) {
             lines.push(format!(
-                "Long functions ({}): two-level's p99 is {}.",
-                long.join(", "),
-                ratio_text(long_p99_vs_cfs, "cfs")
+                "Reference {r} (SFS's FIFO→CFS): the short functions' p99 is {}.",
+                ratio_text(reference_short_p99_vs_cfs, "cfs")
             ));
+            ratio_lines += 1;
         }
-        if short.len() + long.len() > 1 {
+        if ratio_lines > 0 && short.len() + long.len() > 1 {
             if let Some(last) = lines.last_mut() {
                 last.push_str(" (Geometric means over functions.)");
             }
@@ -774,16 +973,96 @@ fn headline(functions: &[FunctionReport], short_threshold_ms: Option<f64>) -> He
             "No short/long split: it needs service times of at least two functions (from the records or the caller).".into(),
         );
     }
+    if let Some(g) = goodput_vs_cfs {
+        lines.push(format!(
+            "Goodput (invocations within their deadline per s): {proposed}'s is {} cfs's.",
+            fmt::times(g)
+        ));
+    }
     Headline {
+        policy: proposed.to_string(),
         short_threshold_ms,
         short,
         long,
         short_p99_vs_cfs,
         short_p99_vs_fifo,
         long_p99_vs_cfs,
+        reference_short_p99_vs_cfs,
+        goodput_vs_cfs,
         per_function,
         lines,
     }
+}
+
+/// What a p99 the model gets wrong by more than [`AGREEMENT_TOLERANCE`]
+/// points to, by direction (`ratio` = simulated / measured) and policy.
+fn disagreement_why(policy: &str, simulated_policy: &str, ratio: f64) -> String {
+    if ratio < 1.0 {
+        "measured slower than simulated — the machine adds what the model leaves out: the agent's decision latency (arrival → level set), the host's worker pool and its own threads, per-CPU RT throttling".into()
+    } else if policy == "cfs" || simulated_policy == CFS_MODEL {
+        "simulated slower than measured — the model's fair class is ideal processor sharing; EEVDF gives a newly woken task the CPU sooner (lag, short slices)".into()
+    } else {
+        "simulated slower than measured — the model runs every request on its own thread with no concurrency limit".into()
+    }
+}
+
+/// Simulated against measured p99 per (measured policy, its simulated
+/// model) and function: the pairs are every measured policy with a
+/// simulated record of the same name, and (cfs, ps).
+fn model_agreement(
+    functions: &[FunctionReport],
+    policies: &[String],
+    simulated_policies: &[String],
+) -> Vec<Agreement> {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for p in policies {
+        if simulated_policies.contains(p) {
+            pairs.push((p, p));
+        }
+        if p == "cfs" && simulated_policies.iter().any(|s| s == CFS_MODEL) {
+            pairs.push((p, CFS_MODEL));
+        }
+    }
+    let mut out = Vec::new();
+    for (policy, sim) in pairs {
+        for f in functions {
+            let (Some(m), Some(s)) = (f.measured(policy), f.simulated(sim)) else {
+                continue;
+            };
+            let r = ratio(s.p99_ms.mean, m.p99_ms.mean);
+            let (within, why) = match (f.service_ms, r) {
+                (None, _) => (
+                    None,
+                    Some("service time unknown: not judged".to_string()),
+                ),
+                (Some(sv), _) if sv < AGREEMENT_MIN_SERVICE_MS => (
+                    None,
+                    Some(format!(
+                        "service < {} ms: the model has no per-request transport CPU cost or agent latency at that scale",
+                        fmt::tick(AGREEMENT_MIN_SERVICE_MS)
+                    )),
+                ),
+                (Some(_), None) => (
+                    None,
+                    Some("no positive measured p99 to divide by: not judged".to_string()),
+                ),
+                (Some(_), Some(r)) if (r - 1.0).abs() <= AGREEMENT_TOLERANCE => (Some(true), None),
+                (Some(_), Some(r)) => (Some(false), Some(disagreement_why(policy, sim, r))),
+            };
+            out.push(Agreement {
+                policy: policy.to_string(),
+                simulated_policy: sim.to_string(),
+                label: f.label.clone(),
+                service_ms: f.service_ms,
+                measured_p99_ms: m.p99_ms.mean,
+                simulated_p99_ms: s.p99_ms.mean,
+                ratio: r,
+                within,
+                why,
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -847,8 +1126,11 @@ mod tests {
     fn verdicts_headline_and_bound_follow_the_figures() {
         let r = testdata::report();
         let s = r.scenario("colocated").unwrap();
-        assert_eq!(s.policies, ["cfs", "fifo", "two-level"]);
-        assert_eq!(s.simulated_policies, ["srpt", "ps", "fifo", "two-level"]);
+        assert_eq!(s.policies, ["cfs", "fifo", "two-level", "las"]);
+        assert_eq!(
+            s.simulated_policies,
+            ["srpt", "ps", "fifo", "two-level", "las"]
+        );
         for f in &s.functions {
             let best = f
                 .measured
@@ -875,7 +1157,7 @@ mod tests {
         }
         assert_eq!(
             s.function("auth").unwrap().verdict.winner.as_deref(),
-            Some("two-level")
+            Some("las")
         );
         assert_eq!(
             s.function("video").unwrap().verdict.winner.as_deref(),
@@ -883,6 +1165,7 @@ mod tests {
         );
 
         let h = &s.headline;
+        assert_eq!(h.policy, "las", "the fixture has las runs");
         assert_eq!(
             (h.short.clone(), h.long.clone()),
             (
@@ -890,14 +1173,50 @@ mod tests {
                 vec!["video".to_string()]
             )
         );
-        let ratio_of = |l: &str, base: &str| {
+        let ratio_of = |p: &str, l: &str, base: &str| {
             let f = s.function(l).unwrap();
-            f.measured("two-level").unwrap().p99_ms.mean / f.measured(base).unwrap().p99_ms.mean
+            f.measured(p).unwrap().p99_ms.mean / f.measured(base).unwrap().p99_ms.mean
         };
-        let expect = (ratio_of("auth", "cfs") * ratio_of("aes", "cfs")).sqrt();
-        assert!(approx(h.short_p99_vs_cfs.unwrap(), expect));
-        assert!(approx(h.long_p99_vs_cfs.unwrap(), ratio_of("video", "cfs")));
+        let short_mean =
+            |p: &str, base: &str| (ratio_of(p, "auth", base) * ratio_of(p, "aes", base)).sqrt();
+        assert!(approx(
+            h.short_p99_vs_cfs.unwrap(),
+            short_mean("las", "cfs")
+        ));
+        assert!(approx(
+            h.short_p99_vs_fifo.unwrap(),
+            short_mean("las", "fifo")
+        ));
+        assert!(approx(
+            h.long_p99_vs_cfs.unwrap(),
+            ratio_of("las", "video", "cfs")
+        ));
+        assert!(approx(
+            h.reference_short_p99_vs_cfs.unwrap(),
+            short_mean("two-level", "cfs")
+        ));
+        let goodput = |p: &str| s.goodput_of(p, RunKind::Measured).unwrap().per_s.mean;
+        assert!(approx(
+            h.goodput_vs_cfs.unwrap(),
+            goodput("las") / goodput("cfs")
+        ));
         assert!(h.lines[0].contains("auth, aes"), "{:?}", h.lines);
+        assert!(h.lines[0].contains("las's p99 is"), "{:?}", h.lines);
+        assert!(
+            h.lines.iter().any(|l| l.starts_with("Reference two-level")
+                && l.contains(&fmt::times(short_mean("two-level", "cfs")))),
+            "{:?}",
+            h.lines
+        );
+        assert!(
+            h.lines.last().unwrap().starts_with("Goodput")
+                && h.lines
+                    .last()
+                    .unwrap()
+                    .contains(&fmt::times(h.goodput_vs_cfs.unwrap())),
+            "{:?}",
+            h.lines
+        );
         assert_eq!(
             s.function("auth").unwrap().service_source.as_deref(),
             Some("simulated execution time p50")
@@ -1055,5 +1374,209 @@ mod tests {
         assert!(!no_policy.passed && no_policy.checks[0].value.is_none());
         let wins = eval("colocated/auth.slo_attainment>=99%");
         assert!(wins.passed, "{}", wins.line());
+    }
+    #[test]
+    fn the_proposed_policy_is_las_only_when_the_comparison_has_las_runs() {
+        // Without las runs (an older comparison): two-level, as before.
+        let mut old = testdata::comparison();
+        for s in &mut old.scenarios {
+            s.runs.retain(|r| r.policy != LAS);
+            s.bounds.retain(|b| b.policy.as_deref() != Some(LAS));
+        }
+        assert_eq!(proposed_policy(&old), REFERENCE);
+        let r = Report::build(&old, &ReportOptions::default()).unwrap();
+        let s = r.scenario("colocated").unwrap();
+        let h = &s.headline;
+        assert_eq!(h.policy, "two-level");
+        assert_eq!(s.policies, ["cfs", "fifo", "two-level"]);
+        let f = s.function("auth").unwrap();
+        let two = f.measured("two-level").unwrap().p99_ms.mean;
+        let cfs = f.measured("cfs").unwrap().p99_ms.mean;
+        assert!(approx(h.per_function[0].p99_vs_cfs.unwrap(), two / cfs));
+        assert!(h.reference_short_p99_vs_cfs.is_none());
+        assert!(h.lines[0].contains("two-level's p99 is"), "{:?}", h.lines);
+        assert!(
+            !h.lines.iter().any(|l| l.starts_with("Reference")),
+            "no reference line about itself: {:?}",
+            h.lines
+        );
+
+        // las in one scenario only: every scenario is about las, and the
+        // one without las runs says so beside the reference.
+        let mut mixed = testdata::comparison();
+        mixed.scenarios[1].runs.retain(|r| r.policy != LAS);
+        assert_eq!(proposed_policy(&mixed), LAS);
+        let r = Report::build(&mixed, &ReportOptions::default()).unwrap();
+        let colocated = &r.scenario("colocated").unwrap().headline;
+        assert_eq!(colocated.policy, "las");
+        let f = r.scenario("colocated").unwrap().function("auth").unwrap();
+        let las = f.measured("las").unwrap().p99_ms.mean;
+        let cfs = f.measured("cfs").unwrap().p99_ms.mean;
+        assert!(approx(
+            colocated.per_function[0].p99_vs_cfs.unwrap(),
+            las / cfs
+        ));
+        let azure = &r.scenario("azure").unwrap().headline;
+        assert_eq!(azure.policy, "las");
+        assert_eq!(azure.short_p99_vs_cfs, None);
+        assert_eq!(azure.goodput_vs_cfs, None);
+        assert_eq!(
+            azure.lines[0], "No measured las runs in this scenario.",
+            "{:?}",
+            azure.lines
+        );
+        assert!(azure.reference_short_p99_vs_cfs.is_some());
+        assert!(
+            azure.lines[1].starts_with("Reference two-level"),
+            "{:?}",
+            azure.lines
+        );
+    }
+
+    /// `n` successful samples of `response_us` with service `service_us`.
+    fn same(response_us: u64, service_us: f64, n: usize) -> Vec<(u64, f64, Outcome)> {
+        vec![ok(response_us, service_us); n]
+    }
+
+    /// Functions `a` (service 1 ms, deadline 1.5 ms), `b` (1.5 ms) and
+    /// `tiny` (0.2 ms) with the given response times (µs), 10 samples each.
+    fn three(policy: &str, kind: RunKind, a: u64, b: u64, tiny: u64) -> RunRecord {
+        exact_record(
+            policy,
+            kind,
+            2.0,
+            &[
+                ("a", Some(1_500.0), same(a, 1_000.0, 10)),
+                ("b", Some(100_000.0), same(b, 1_500.0, 10)),
+                ("tiny", Some(100_000.0), same(tiny, 200.0, 10)),
+            ],
+        )
+    }
+
+    fn agreement_comparison() -> Comparison {
+        let m = RunKind::Measured;
+        let sim = RunKind::Simulated;
+        single(
+            vec![
+                run("cfs", 0, three("cfs", m, 1_600, 1_500, 300)),
+                run("fifo", 0, three("fifo", m, 1_900, 1_900, 600)),
+                run("two-level", 0, three("two-level", m, 1_000, 1_500, 150)),
+                run("las", 0, three("las", m, 1_000, 1_500, 250)),
+                run("las", 1, three("las", m, 1_200, 1_500, 250)),
+            ],
+            vec![
+                three("srpt", sim, 1_000, 1_500, 200),
+                three("ps", sim, 2_000, 2_000, 200),
+                three("two-level", sim, 1_500, 1_500, 200),
+                three("las", sim, 800, 1_700, 100),
+            ],
+        )
+    }
+
+    #[test]
+    fn model_agreement_pairs_policies_with_their_models_and_judges_within_25_percent() {
+        let r = Report::build(&agreement_comparison(), &ReportOptions::default()).unwrap();
+        let s = &r.scenarios[0];
+        assert_eq!(s.function("a").unwrap().service_ms, Some(1.0));
+        /// (policy, simulated policy, function, measured ms, simulated ms, within)
+        type Row<'a> = (&'a str, &'a str, &'a str, f64, f64, Option<bool>);
+        let got: Vec<Row> = s
+            .model_agreement
+            .iter()
+            .map(|a| {
+                (
+                    a.policy.as_str(),
+                    a.simulated_policy.as_str(),
+                    a.label.as_str(),
+                    a.measured_p99_ms,
+                    a.simulated_p99_ms,
+                    a.within,
+                )
+            })
+            .collect();
+        // cfs is modelled by ps; fifo has no simulated run; srpt no
+        // measured one. a at exactly 1 ms is judged; 2.0 / 1.6 = 1.25 is
+        // still within; las's measured p99 of a is the mean of 1.0 and 1.2.
+        assert_eq!(
+            got,
+            [
+                ("cfs", "ps", "a", 1.6, 2.0, Some(true)),
+                ("cfs", "ps", "b", 1.5, 2.0, Some(false)),
+                ("cfs", "ps", "tiny", 0.3, 0.2, None),
+                ("two-level", "two-level", "a", 1.0, 1.5, Some(false)),
+                ("two-level", "two-level", "b", 1.5, 1.5, Some(true)),
+                ("two-level", "two-level", "tiny", 0.15, 0.2, None),
+                ("las", "las", "a", 1.1, 0.8, Some(false)),
+                ("las", "las", "b", 1.5, 1.7, Some(true)),
+                ("las", "las", "tiny", 0.25, 0.1, None),
+            ]
+        );
+        let entry = |p: &str, l: &str| {
+            s.model_agreement
+                .iter()
+                .find(|a| a.policy == p && a.label == l)
+                .unwrap()
+        };
+        assert_eq!(entry("cfs", "a").ratio, Some(1.25));
+        assert!(approx(entry("cfs", "b").ratio.unwrap(), 2.0 / 1.5));
+        assert!(approx(entry("las", "a").ratio.unwrap(), 0.8 / 1.1));
+        assert_eq!(entry("cfs", "a").why, None);
+        let why = |p: &str, l: &str| entry(p, l).why.clone().unwrap();
+        assert!(why("cfs", "b").starts_with("simulated slower than measured — the model's fair class is ideal processor sharing; EEVDF"), "{}", why("cfs", "b"));
+        assert!(
+            why("two-level", "a").ends_with("no concurrency limit"),
+            "{}",
+            why("two-level", "a")
+        );
+        assert!(
+            why("las", "a").starts_with("measured slower than simulated — the machine adds what the model leaves out: the agent's decision latency"),
+            "{}",
+            why("las", "a")
+        );
+        assert!(
+            why("las", "tiny")
+                .starts_with("service < 1 ms: the model has no per-request transport CPU cost"),
+            "{}",
+            why("las", "tiny")
+        );
+        assert_eq!(
+            s.agreement_summary(),
+            [
+                "cfs (sim ps): simulated p99 within 25 % of measured for 1 of 2 functions ≥ 1 ms",
+                "two-level: simulated p99 within 25 % of measured for 1 of 2 functions ≥ 1 ms",
+                "las: simulated p99 within 25 % of measured for 1 of 2 functions ≥ 1 ms",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_headline_of_hand_numbers_names_las_the_reference_and_goodput() {
+        let r = Report::build(&agreement_comparison(), &ReportOptions::default()).unwrap();
+        let h = &r.scenarios[0].headline;
+        assert_eq!(h.policy, "las");
+        // Service 0.2 / 1 / 1.5 ms: the largest gap puts tiny alone below.
+        assert_eq!(
+            (h.short.as_slice(), h.long.len()),
+            (["tiny".to_string()].as_slice(), 2)
+        );
+        assert!(approx(h.short_p99_vs_cfs.unwrap(), 0.25 / 0.3));
+        assert!(approx(h.short_p99_vs_fifo.unwrap(), 0.25 / 0.6));
+        assert!(approx(
+            h.long_p99_vs_cfs.unwrap(),
+            (1.1 / 1.6 * (1.5 / 1.5f64)).sqrt()
+        ));
+        assert!(approx(h.reference_short_p99_vs_cfs.unwrap(), 0.5));
+        // a misses its 1.5 ms deadline under cfs (1.6 ms): 20 of 30 met in
+        // 2 s against las's 30.
+        assert!(approx(h.goodput_vs_cfs.unwrap(), 1.5));
+        assert_eq!(
+            h.lines,
+            [
+                "Short functions (tiny; service ≤ 0.200 ms): las's p99 is 0.833× cfs's and 0.417× fifo's.",
+                "Long functions (a, b): las's p99 is 0.829× cfs's.",
+                "Reference two-level (SFS's FIFO→CFS): the short functions' p99 is 0.500× cfs's. (Geometric means over functions.)",
+                "Goodput (invocations within their deadline per s): las's is 1.50× cfs's.",
+            ]
+        );
     }
 }

@@ -18,13 +18,17 @@
 //! allowed: the scenario's total goodput. Values are means over
 //! repetitions; a trailing `%` divides the number by 100. A metric a run
 //! does not have (attainment without a deadline) fails the gate.
+//!
+//! The default policy stays two-level even when the report's headline is
+//! about las (a gate means the same whatever the comparison ran); gate las
+//! with `@las`.
 
 use std::fmt as sfmt;
 
 use serde::{Deserialize, Serialize};
 use slokit_functions::record::RunKind;
 
-use crate::aggregate::{PolicyFigures, Report, ScenarioReport, PROPOSED};
+use crate::aggregate::{PolicyFigures, Report, ScenarioReport, REFERENCE};
 use crate::ReportError;
 
 /// What a gate measures.
@@ -345,7 +349,7 @@ pub fn parse_gate(text: &str) -> Result<Gate, ReportError> {
         ));
     }
     let (policy, simulated) = match policy_part {
-        None => (PROPOSED.to_string(), false),
+        None => (REFERENCE.to_string(), false),
         Some((p, start)) => {
             let (name, simulated, start) = match p.strip_prefix("sim:") {
                 Some(n) => (n, true, start + 4),
@@ -469,7 +473,7 @@ mod tests {
     fn defaults_percent_every_and_simulated() {
         let g = parse_gate("auth.slo_attainment>=99%").unwrap();
         assert_eq!(g.scenario, None);
-        assert_eq!(g.policy, PROPOSED);
+        assert_eq!(g.policy, REFERENCE);
         assert!((g.threshold - 0.99).abs() < 1e-12);
         let g = parse_gate("*.errors==0").unwrap();
         assert_eq!((g.target, g.op), (Target::Every, Op::Eq));

@@ -37,8 +37,8 @@ pub struct ScenarioRuns {
     /// Measured runs (kind `measured`).
     pub runs: Vec<PolicyRun>,
     /// Simulated runs of the same schedule (kind `simulated`): `srpt` (the
-    /// lower bound), `ps`, `fifo`, `two-level`. Several records of one
-    /// policy are treated as repetitions.
+    /// lower bound), `ps` (the model of cfs), `fifo`, `two-level`, `las`.
+    /// Several records of one policy are treated as repetitions.
     #[serde(default)]
     pub bounds: Vec<RunRecord>,
 }
@@ -46,7 +46,7 @@ pub struct ScenarioRuns {
 /// One measured run: the schedule replayed once under one policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyRun {
-    /// `cfs`, `fifo`, `two-level`, ...
+    /// `cfs`, `fifo`, `two-level`, `las`, ...
     pub policy: String,
     /// 0-based repetition index.
     pub repetition: u32,

@@ -20,8 +20,9 @@ pub mod stats;
 mod testdata;
 
 pub use aggregate::{
-    BoundRatio, FunctionClass, FunctionReport, Goodput, Headline, HeadlineRatio, PolicyFigures,
-    Report, ReportOptions, RunTimeline, ScenarioReport, Verdict, COMPARE_SCHEMA, GATE_FAILED_EXIT,
+    proposed_policy, Agreement, BoundRatio, FunctionClass, FunctionReport, Goodput, Headline,
+    HeadlineRatio, PolicyFigures, Report, ReportOptions, RunTimeline, ScenarioReport, Verdict,
+    COMPARE_SCHEMA, GATE_FAILED_EXIT, LAS, REFERENCE,
 };
 pub use export::{
     exporter_for, Exporter, Format, HtmlExporter, JsonExporter, MarkdownExporter, TerminalExporter,

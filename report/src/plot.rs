@@ -21,6 +21,7 @@ pub(crate) fn policy_color(policy: &str) -> RGBColor {
         "two-level" => RGBColor(0, 158, 115),
         "srpt" => RGBColor(40, 40, 40),
         "ps" => RGBColor(204, 121, 167),
+        "las" => RGBColor(213, 94, 0),
         _ => RGBColor(86, 180, 233),
     }
 }

@@ -1,7 +1,8 @@
 //! Test fixtures: realistic run records built the way the load generator
 //! builds them — seeded synthetic samples fed through `FunctionRecorder` —
-//! for two scenarios, three policies × three repetitions, simulated bounds
-//! and two-level timelines.
+//! for two scenarios, four policies (cfs, fifo, two-level, las) × three
+//! repetitions, simulated runs (srpt, ps, fifo, two-level, las) and
+//! two-level timelines.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -54,6 +55,8 @@ fn behaviour(policy: &str, short: bool) -> (f64, f64) {
         ("fifo", false) => (1.2, 0.3),
         ("two-level", true) => (1.1, 0.25),
         ("two-level", false) => (1.7, 0.35),
+        ("las", true) => (1.05, 0.2),
+        ("las", false) => (1.6, 0.35),
         ("srpt", true) => (1.02, 0.05),
         ("srpt", false) => (1.3, 0.25),
         ("ps", _) => (1.8, 0.4),
@@ -133,7 +136,7 @@ fn timeline(seed: u64) -> Vec<TimelinePoint> {
 
 fn scenario(name: &str, description: &str, funs: &[Fun], seed: u64) -> ScenarioRuns {
     let mut runs = Vec::new();
-    for (pi, policy) in ["cfs", "fifo", "two-level"].into_iter().enumerate() {
+    for (pi, policy) in ["cfs", "fifo", "two-level", "las"].into_iter().enumerate() {
         for rep in 0..3u32 {
             let s = seed + 100 * pi as u64 + rep as u64;
             runs.push(PolicyRun {
@@ -148,7 +151,7 @@ fn scenario(name: &str, description: &str, funs: &[Fun], seed: u64) -> ScenarioR
             });
         }
     }
-    let bounds = ["srpt", "ps", "fifo", "two-level"]
+    let bounds = ["srpt", "ps", "fifo", "two-level", "las"]
         .into_iter()
         .enumerate()
         .map(|(i, p)| record(funs, p, RunKind::Simulated, seed + 1000 + i as u64, 1500))
@@ -167,7 +170,7 @@ pub(crate) fn comparison() -> Comparison {
         environment: environment(),
         seed: 7,
         created_unix_ms: 1_795_000_000_000,
-        settings: serde_json::json!({"rho": 0.8, "repetitions": 3, "policies": ["cfs", "fifo", "two-level"]}),
+        settings: serde_json::json!({"rho": 0.8, "repetitions": 3, "policies": ["cfs", "fifo", "two-level", "las"]}),
         scenarios: vec![
             scenario("colocated", "auth + aes + video at ρ = 0.8", &COLOCATED, 1),
             scenario(

@@ -274,6 +274,10 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
         started_unix_ms,
     );
 
+    // What the policy derived at start (las's thresholds and their source).
+    for note in state.policy.report().notes {
+        eprintln!("slokit sched: {note}");
+    }
     let mut on_ready = cfg.on_ready.take();
     let choice = cfg.monitor;
     let notify_path = cfg.notify_path.clone();

@@ -30,7 +30,7 @@ pub struct Args {
     /// Run only these scenarios (repeatable).
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,
-    /// Policies to compare, comma-separated (cfs, fifo, two-level).
+    /// Policies to compare, comma-separated (cfs, fifo, two-level, las).
     #[arg(long, value_delimiter = ',')]
     pub policies: Option<Vec<Policy>>,
     /// Repetitions per policy.

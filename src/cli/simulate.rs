@@ -1,8 +1,10 @@
 //! `slokit simulate`: runs one arrival schedule through the simulator's
-//! policies (fifo, ps, two-level, srpt) on a model of c CPUs and prints
-//! them side by side; the model lives in `slokit_sched::sim`.
+//! policies (fifo, ps, two-level, las, srpt) on a model of c CPUs and
+//! prints them side by side; the model lives in `slokit_sched::sim`
+//! (two-level and las are the agent's own policy objects over a model of
+//! the kernel's scheduling classes).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -10,10 +12,10 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use slokit_functions::record::TimelinePoint;
 use slokit_functions::{RunRecord, Schedule};
 use slokit_sched::sim::{
-    self, parse_duration_us, parse_label_durations, Horizon, PoissonMix, ServiceModel, SimConfig,
-    SimPolicy,
+    self, parse_duration_us, parse_label_durations, Horizon, PoissonMix, ServiceModel,
+    ServiceSampler, SimConfig, SimPolicy,
 };
-use slokit_sched::TwoLevelParams;
+use slokit_sched::{LasParams, TwoLevelParams};
 
 /// Arguments of `slokit simulate` (boxed: they are many, and the
 /// subcommand enum should stay small).
@@ -36,8 +38,12 @@ struct SimArgs {
     /// CPUs in the model (c); any number, independent of this machine.
     #[arg(long, default_value_t = 1)]
     cpus: u32,
-    /// Policies, comma-separated: fifo, ps, two-level, srpt.
-    #[arg(long, value_delimiter = ',', default_value = "fifo,ps,two-level,srpt")]
+    /// Policies, comma-separated: fifo, ps, two-level, las, srpt.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "fifo,ps,two-level,las,srpt"
+    )]
     policy: Vec<String>,
     /// Arrival schedule JSON (as `slokit loadgen --dump-schedule` writes).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["mix", "rho", "rate", "arrivals", "experiment"])]
@@ -94,13 +100,35 @@ struct SimArgs {
     /// Two-level: promote a demoted request once when its deadline is this many S away (0 = off).
     #[arg(long)]
     imminent_factor: Option<f64>,
-    /// Two-level: simulated time between timeline points (e.g. 100ms).
+    #[command(flatten)]
+    las: Box<LasParams>,
+    /// las: known service time per function, LABEL=DURATION,... (e.g. a
+    /// profile's p99, auth=2.3ms), from which las derives its thresholds,
+    /// as the agent's --service does.
+    #[arg(long, value_delimiter = ',', value_name = "LABEL=DURATION")]
+    known_service: Vec<String>,
+    /// Kernel model: real-time threads may use this much of every
+    /// --rt-period (sched_rt_runtime_us); ≥ --rt-period turns RT
+    /// throttling off.
+    #[arg(long, default_value = "950ms")]
+    rt_runtime: String,
+    /// Kernel model: the RT throttling period (sched_rt_period_us).
+    #[arg(long, default_value = "1s")]
+    rt_period: String,
+    /// Add one draw of this distribution (SPEC, as for --service) to every
+    /// simulated response time: the loopback HTTP round trip that measured
+    /// response times include (e.g. det:80us).
+    #[arg(long, value_name = "SPEC")]
+    transport: Option<String>,
+    /// Two-level and las: simulated time between timeline points (e.g. 100ms).
     #[arg(long, default_value = "100ms")]
     timeline_every: String,
     /// Write the run records (JSON array, schema slokit.run/1) here.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
-    /// Write the two-level timeline (JSON array of points) here.
+    /// Write the timeline (JSON array of points) of two-level, or else of
+    /// las, here; when both run, las's goes to FILE with `.las` before the
+    /// extension.
     #[arg(long, value_name = "FILE")]
     timeline: Option<PathBuf>,
 }
@@ -131,12 +159,13 @@ impl Options {
                 policies.push(p);
             }
         }
-        if a.timeline.is_some() && !policies.contains(&SimPolicy::TwoLevel) {
-            bail!("--timeline records the two-level policy: add two-level to --policy");
+        if a.timeline.is_some() && !policies.iter().any(|p| p.has_timeline()) {
+            bail!("--timeline records the two-level or las policy: add one to --policy");
         }
         let mut model = ServiceModel::from_specs(a.service.iter().map(String::as_str))?;
         let deadlines = parse_label_durations(a.deadline.iter().map(String::as_str))?;
 
+        let mut experiment_services = std::collections::HashMap::new();
         let from_experiment = match &a.experiment {
             None => None,
             Some(which) => {
@@ -150,7 +179,7 @@ impl Options {
                     .clone()
                     .unwrap_or_else(|| exp.scenarios[0].name.clone());
                 let root = std::env::current_dir().context("reading the current directory")?;
-                let (schedule, exp_model) = slokit::compare::scenario_for_simulation(
+                let input = slokit::compare::scenario_for_simulation(
                     &exp,
                     &scenario,
                     a.cpus as usize,
@@ -158,9 +187,10 @@ impl Options {
                     &mut slokit_profiler::NoopObserver,
                 )?;
                 if a.service.is_empty() {
-                    model = exp_model;
+                    model = input.model;
                 }
-                Some(schedule)
+                experiment_services = input.services_us;
+                Some(input.schedule)
             }
         };
         let schedule = match (&a.schedule, &a.mix) {
@@ -228,6 +258,33 @@ impl Options {
                 bail!("--service names `{label}`, which the schedule does not have");
             }
         }
+        let mut known = parse_label_durations(a.known_service.iter().map(String::as_str))?;
+        if known.is_empty() {
+            // --experiment: each function's p99, as compare gives the agent.
+            known = experiment_services.into_iter().collect();
+        }
+        for (label, us) in &known {
+            if !schedule.functions.iter().any(|f| &f.label == label) {
+                bail!("--known-service names `{label}`, which the schedule does not have");
+            }
+            if *us <= 0.0 {
+                bail!("--known-service {label}: the service time must be positive");
+            }
+        }
+        let las = *a.las;
+        las.validate()
+            .map_err(|e| anyhow::anyhow!("invalid las parameter: {e}"))?;
+        let rt_runtime_us = parse_duration_us(&a.rt_runtime)?.round() as u64;
+        let rt_period_us = parse_duration_us(&a.rt_period)?.round() as u64;
+        if rt_period_us == 0 {
+            bail!("--rt-period must be at least 1µs");
+        }
+        let transport: Option<ServiceSampler> = a
+            .transport
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .context("--transport")?;
 
         let d = TwoLevelParams::default();
         let params = TwoLevelParams {
@@ -262,6 +319,11 @@ impl Options {
             cpus: a.cpus,
             policy: SimPolicy::Fifo,
             params,
+            las,
+            services_us: known.into_iter().collect(),
+            rt_runtime_us,
+            rt_period_us,
+            transport,
             seed: a.seed,
             timeline_interval_ms: ms(&a.timeline_every)?,
         };
@@ -289,7 +351,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         opts.base.seed
     );
     let mut records: Vec<RunRecord> = Vec::new();
-    let mut timeline: Vec<TimelinePoint> = Vec::new();
+    let mut timelines: Vec<(SimPolicy, Vec<TimelinePoint>)> = Vec::new();
     for &policy in &opts.policies {
         let cfg = SimConfig {
             policy,
@@ -304,8 +366,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             secs,
             out.totals.arrivals as f64 / secs.max(1e-9) / 1e6
         );
-        if policy == SimPolicy::TwoLevel {
-            timeline = out.timeline;
+        if policy.has_timeline() {
+            timelines.push((policy, out.timeline));
         }
         records.push(out.record);
     }
@@ -316,15 +378,36 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         eprintln!("wrote {} run records to {}", records.len(), path.display());
     }
     if let Some(path) = &opts.timeline {
-        std::fs::write(path, serde_json::to_string_pretty(&timeline)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!(
-            "wrote {} timeline points to {}",
-            timeline.len(),
-            path.display()
-        );
+        // two-level's goes to FILE (as before las existed), else the first.
+        timelines.sort_by_key(|(p, _)| *p != SimPolicy::TwoLevel);
+        for (i, (policy, timeline)) in timelines.iter().enumerate() {
+            let path = if i == 0 {
+                path.clone()
+            } else {
+                sibling(path, policy.name())
+            };
+            std::fs::write(&path, serde_json::to_string_pretty(timeline)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "wrote {} {policy} timeline points to {}",
+                timeline.len(),
+                path.display()
+            );
+        }
     }
     Ok(0)
+}
+
+/// `dir/name.json` → `dir/name.<tag>.json` (`name` → `name.<tag>`).
+fn sibling(path: &Path, tag: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "timeline".into(), |s| s.to_string_lossy().into_owned());
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{tag}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{tag}"),
+    };
+    path.with_file_name(name)
 }
 
 fn human_us(us: f64) -> String {

@@ -1,8 +1,9 @@
 //! `slokit compare`: profiles the functions when needed, starts one function
 //! host per function on the function CPUs, replays the same arrival schedule
 //! under each policy with the scheduling agent attached, adds the simulated
-//! bounds (SRPT, PS, FIFO, two-level) for the same schedule, and hands the
-//! records to the report. Presentation lives behind [`CompareObserver`].
+//! runs (SRPT, PS, FIFO, and two-level and las through the same policy
+//! objects the agent runs) for the same schedule, and hands the records to
+//! the report. Presentation lives behind [`CompareObserver`].
 
 pub mod children;
 pub mod profiles;
@@ -21,8 +22,8 @@ use slokit_report::{Comparison, PolicyRun, ScenarioRuns};
 use slokit_sched::sim::{simulate, ServiceModel, ServiceSampler, SimConfig, SimPolicy};
 
 use crate::experiment::Experiment;
-use runner::{run_once, transport_overhead_us, RunSettings};
-use schedules::{scenario_schedule, ServiceFacts};
+use runner::{run_once, transport_overhead, RunSettings, Transport};
+use schedules::{scenario_schedule, tail_services_us, ServiceFacts};
 
 /// What `compare` needs besides the experiment.
 #[derive(Debug, Clone)]
@@ -95,16 +96,28 @@ fn service_model(
     Ok(model)
 }
 
-/// The schedule and service model of one scenario of `exp` on a model of
-/// `cpus` CPUs — what `slokit simulate --experiment` replays. Profiles are
-/// loaded (or derived when missing or stale) exactly as `compare` does.
+/// What `slokit simulate --experiment` replays for one scenario.
+#[derive(Debug, Clone)]
+pub struct SimulationInput {
+    pub schedule: Schedule,
+    /// Service-time distributions by label (the profiles').
+    pub model: ServiceModel,
+    /// p99 service time by label, µs (las's thresholds), as `compare`
+    /// passes them to the agent.
+    pub services_us: HashMap<String, f64>,
+}
+
+/// The schedule, service model and known service times of one scenario of
+/// `exp` on a model of `cpus` CPUs — what `slokit simulate --experiment`
+/// replays. Profiles are loaded (or derived when missing or stale) exactly
+/// as `compare` does.
 pub fn scenario_for_simulation(
     exp: &Experiment,
     scenario: &str,
     cpus: usize,
     root: &Path,
     observer: &mut dyn slokit_profiler::Observer,
-) -> anyhow::Result<(Schedule, ServiceModel)> {
+) -> anyhow::Result<SimulationInput> {
     let mut exp = exp.clone();
     exp.select_scenarios(&[scenario.to_string()])
         .map_err(anyhow::Error::msg)?;
@@ -121,27 +134,50 @@ pub fn scenario_for_simulation(
         exp.trace_deadline_slack,
         root,
     )?;
-    Ok((schedule, service_model(&profiled)?))
+    Ok(SimulationInput {
+        services_us: tail_services_us(&schedule, &profiled_p99_us(&profiled)),
+        schedule,
+        model: service_model(&profiled)?,
+    })
+}
+
+/// The profiles' p99 service time per label, µs.
+pub fn profiled_p99_us(
+    profiled: &HashMap<String, profiles::ProfiledFunction>,
+) -> HashMap<String, f64> {
+    profiled
+        .iter()
+        .map(|(l, p)| (l.clone(), p.histogram_us.value_at_quantile(0.99) as f64))
+        .collect()
 }
 
 /// The simulated runs of `schedule` on `cpus` CPUs: SRPT (the bound), PS
-/// (the model of CFS), FIFO and two-level.
+/// (the model of CFS), FIFO, two-level and las (the agent's own policy
+/// objects over the model of the kernel's classes). `services_us` are the
+/// known p99 service times (las's thresholds); `transport`, when measured,
+/// is added to every simulated response.
 pub fn simulated_bounds(
     schedule: &Schedule,
     model: &ServiceModel,
     exp: &Experiment,
     cpus: usize,
+    services_us: &HashMap<String, f64>,
+    transport: Option<&ServiceSampler>,
 ) -> anyhow::Result<Vec<RunRecord>> {
     [
         SimPolicy::Srpt,
         SimPolicy::Ps,
         SimPolicy::Fifo,
         SimPolicy::TwoLevel,
+        SimPolicy::Las,
     ]
     .into_iter()
     .map(|policy| {
         let cfg = SimConfig {
             params: exp.two_level,
+            las: exp.las.clone(),
+            services_us: services_us.clone(),
+            transport: transport.cloned(),
             seed: exp.seed,
             ..SimConfig::new(cpus as u32, policy)
         };
@@ -230,15 +266,22 @@ pub fn run_compare(
             cpus: cpus as u32,
             ..exp.two_level
         },
+        las: exp.las.clone(),
         work_dir: opts.out_dir.clone(),
         log_dir: opts.out_dir.join("logs"),
     };
     std::fs::create_dir_all(&settings.log_dir)
         .with_context(|| format!("creating {}", settings.log_dir.display()))?;
-    let overhead_us = transport_overhead_us(&settings, 50)?;
+    let Transport {
+        p99_us: overhead_us,
+        sampler: transport,
+    } = transport_overhead(&settings, 200)?;
     observer.note(&format!(
-        "transport overhead (idle p99 of an empty invocation): {overhead_us:.0} µs, added to every deadline"
+        "transport overhead (idle p99 of an empty invocation): {overhead_us:.0} µs, added to every deadline; \
+         simulated responses add draws from its distribution (mean {:.0} µs)",
+        transport.mean_us()
     ));
+    let profiled_p99 = profiled_p99_us(&profiled);
     let mut schedules = Vec::new();
     for scenario in &exp.scenarios {
         let mut schedule = scenario_schedule(
@@ -259,20 +302,21 @@ pub fn run_compare(
             schedule.duration_s(),
             schedule.source
         ));
-        let bounds = simulated_bounds(&schedule, &model, exp, cpus)?;
+        let services = tail_services_us(&schedule, &profiled_p99);
+        let bounds = simulated_bounds(&schedule, &model, exp, cpus, &services, Some(&transport))?;
         comparison.scenarios.push(ScenarioRuns {
             name: scenario.name.clone(),
             description: scenario.description.clone(),
             runs: Vec::new(),
             bounds,
         });
-        schedules.push(schedule);
+        schedules.push((schedule, services));
     }
 
     let total = exp.scenarios.len() * exp.repetitions as usize * exp.policies.len();
     let mut index = 0;
     let mut error = None;
-    'runs: for (si, schedule) in schedules.iter().enumerate() {
+    'runs: for (si, (schedule, services)) in schedules.iter().enumerate() {
         let name = exp.scenarios[si].name.clone();
         for repetition in 0..exp.repetitions {
             // Policies interleave within a repetition, so slow drift of the
@@ -284,7 +328,7 @@ pub fn run_compare(
                 index += 1;
                 observer.run_started(&name, policy.name(), repetition, index, total);
                 let tag = format!("{name}-{}-{repetition}", policy.name());
-                match run_once(schedule, policy, &tag, &settings, stop, observer) {
+                match run_once(schedule, services, policy, &tag, &settings, stop, observer) {
                     Ok(out) => {
                         observer.run_finished(&name, &out.record);
                         let path = opts.out_dir.join(format!("run-{tag}.json"));

@@ -16,7 +16,8 @@ use slokit_functions::record::TimelinePoint;
 use slokit_functions::{RunRecord, Schedule};
 use slokit_loadgen::{ClientConfig, Reporter};
 use slokit_sched::metrics::AgentMetrics;
-use slokit_sched::{Policy, TwoLevelParams};
+use slokit_sched::sim::ServiceSampler;
+use slokit_sched::{LasParams, Policy, TwoLevelParams};
 
 use super::children::{with_affinity, ChildGuard};
 
@@ -29,6 +30,7 @@ pub struct RunSettings {
     pub agent_cpus: Vec<usize>,
     pub workers_per_host: usize,
     pub two_level: TwoLevelParams,
+    pub las: LasParams,
     /// Scratch folder for agent metrics.
     pub work_dir: PathBuf,
     /// Folder the hosts' and agents' stderr is appended to.
@@ -61,6 +63,8 @@ struct Hosts {
     guards: Vec<ChildGuard>,
     urls: HashMap<String, String>,
     deadlines: Vec<(u32, f64)>,
+    /// Host pid and label, for per-function facts.
+    labels: Vec<(u32, String)>,
 }
 
 fn start_hosts(schedule: &Schedule, s: &RunSettings) -> anyhow::Result<Hosts> {
@@ -68,6 +72,7 @@ fn start_hosts(schedule: &Schedule, s: &RunSettings) -> anyhow::Result<Hosts> {
         guards: Vec::new(),
         urls: HashMap::new(),
         deadlines: Vec::new(),
+        labels: Vec::new(),
     };
     for f in &schedule.functions {
         let mut cmd = Command::new(&s.slokit);
@@ -100,6 +105,7 @@ fn start_hosts(schedule: &Schedule, s: &RunSettings) -> anyhow::Result<Hosts> {
         if let Some(d) = f.deadline_us {
             hosts.deadlines.push((guard.pid(), d / 1e3));
         }
+        hosts.labels.push((guard.pid(), f.label.clone()));
         hosts.guards.push(guard);
     }
     Ok(hosts)
@@ -108,6 +114,7 @@ fn start_hosts(schedule: &Schedule, s: &RunSettings) -> anyhow::Result<Hosts> {
 fn start_agent(
     policy: Policy,
     hosts: &Hosts,
+    services_us: &HashMap<String, f64>,
     s: &RunSettings,
     metrics: &Path,
 ) -> anyhow::Result<ChildGuard> {
@@ -131,6 +138,17 @@ fn start_agent(
     for (pid, ms) in &hosts.deadlines {
         cmd.args(["--deadline", &format!("{pid}={ms}")]);
     }
+    if policy == Policy::Las {
+        let path = s.work_dir.join("las-params.toml");
+        let text = toml::to_string(&s.las).context("serialising the las parameters")?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        cmd.args(["--las-config", &path.display().to_string()]);
+        for (pid, label) in &hosts.labels {
+            if let Some(us) = services_us.get(label) {
+                cmd.args(["--service", &format!("{pid}={us}")]);
+            }
+        }
+    }
     let log = s.log_dir.join(format!("agent-{}.log", policy.name()));
     let (guard, _) = ChildGuard::spawn_until_ready(
         &format!("scheduling agent ({})", policy.name()),
@@ -142,9 +160,11 @@ fn start_agent(
     Ok(guard)
 }
 
-/// Replays `schedule` once under `policy`.
+/// Replays `schedule` once under `policy`; `services_us` are the known
+/// service times (p99) per function label, for las.
 pub fn run_once(
     schedule: &Schedule,
+    services_us: &HashMap<String, f64>,
     policy: Policy,
     tag: &str,
     s: &RunSettings,
@@ -153,7 +173,7 @@ pub fn run_once(
 ) -> anyhow::Result<RunOutput> {
     let mut hosts = start_hosts(schedule, s)?;
     let metrics_path = s.work_dir.join(format!("agent-{tag}.json"));
-    let mut agent = start_agent(policy, &hosts, s, &metrics_path)?;
+    let mut agent = start_agent(policy, &hosts, services_us, s, &metrics_path)?;
     let cfg = ClientConfig {
         urls: hosts.urls.clone(),
         cpus: s.agent_cpus.clone(),
@@ -202,13 +222,23 @@ pub fn run_once(
     }
 }
 
+/// The transport of an invocation on the idle node, measured.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    /// p99 response time of an empty invocation, µs.
+    pub p99_us: f64,
+    /// The whole distribution, for the simulator to add to its responses.
+    pub sampler: ServiceSampler,
+}
+
 /// Measures the transport overhead of an invocation on the idle node: the
-/// p99 response time of `spin` with `ms = 0` (loopback TCP, HTTP parsing,
-/// the host's hand-off), over `samples` requests sent one at a time. A
-/// profile's deadline bounds *execution* time; adding this turns it into a
-/// bound on *response* time, which is what the load generator measures —
+/// response time of `spin` with `ms = 0` (loopback TCP, HTTP parsing, the
+/// host's hand-off), over `samples` requests sent one at a time. A
+/// profile's deadline bounds *execution* time; adding the p99 turns it into
+/// a bound on *response* time, which is what the load generator measures —
 /// without it a 1 µs function's deadline would be unreachable over HTTP.
-pub fn transport_overhead_us(s: &RunSettings, samples: usize) -> anyhow::Result<f64> {
+/// The simulator adds draws from the distribution to its response times.
+pub fn transport_overhead(s: &RunSettings, samples: usize) -> anyhow::Result<Transport> {
     use slokit_functions::{Arrival, ScheduledFunction};
     let schedule = Schedule {
         source: "transport calibration".into(),
@@ -243,5 +273,9 @@ pub fn transport_overhead_us(s: &RunSettings, samples: usize) -> anyhow::Result<
         f.invocations - f.ok,
         f.invocations
     );
-    Ok(f.response_us.p99)
+    Ok(Transport {
+        p99_us: f.response_us.p99,
+        sampler: ServiceSampler::from_encoded_histogram(&f.response_histogram)
+            .context("reading the calibration histogram")?,
+    })
 }

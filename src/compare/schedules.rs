@@ -165,6 +165,35 @@ pub fn truncate(schedule: &mut Schedule, duration_s: f64) {
     }
 }
 
+/// The 99th percentile of each function's service time, µs, by label:
+/// from the schedule's own per-arrival durations (trace replays) or else
+/// from `profiled_p99_us` (the profiles). las derives its levels from them.
+pub fn tail_services_us(
+    schedule: &Schedule,
+    profiled_p99_us: &HashMap<String, f64>,
+) -> HashMap<String, f64> {
+    let mut per_function: Vec<Vec<f64>> = vec![Vec::new(); schedule.functions.len()];
+    for a in &schedule.arrivals {
+        if let Some(s) = schedule.own_service_us(a) {
+            per_function[a.function as usize].push(s);
+        }
+    }
+    schedule
+        .functions
+        .iter()
+        .zip(per_function)
+        .filter_map(|(f, mut services)| {
+            if services.is_empty() {
+                return profiled_p99_us.get(&f.label).map(|p| (f.label.clone(), *p));
+            }
+            services.sort_by(f64::total_cmp);
+            let rank =
+                ((services.len() as f64 * 0.99).ceil() as usize).clamp(1, services.len()) - 1;
+            Some((f.label.clone(), services[rank]))
+        })
+        .collect()
+}
+
 /// A trace function's deadline: the 99th percentile of its drawn durations
 /// × `slack` — the same rule as a profile's, with the trace's duration
 /// distribution standing in for the isolated runs.

@@ -1,7 +1,8 @@
 //! The HTML exporter: ONE self-contained file — inline CSS, plots as inline
 //! SVG drawn with plotters, no external resources — with the environment
 //! header, gates, and per scenario the headline, verdicts, tables, the
-//! response-time CDF of every function, slowdown against service time and
+//! simulator's p99 against the measured one, the response-time CDF of
+//! every function, slowdown against service time and
 //! the two-level agent's S and queue length over time.
 //!
 //! A tiny inline script (the page needs none to display) counts the plots
@@ -11,8 +12,8 @@
 
 use slokit_functions::record::{decode_histogram, RunKind};
 
-use crate::aggregate::{BOUND, PROPOSED};
-use crate::export::{created_utc, environment_rows, Exporter};
+use crate::aggregate::{BOUND, REFERENCE};
+use crate::export::{agreement_rows, agreement_title, created_utc, environment_rows, Exporter};
 use crate::fmt::{count, num, pct, times};
 use crate::plot::{self, CdfSeries, SlowdownPoint};
 use crate::{PolicyFigures, Report, ReportError, ScenarioReport, Spread};
@@ -54,6 +55,10 @@ figure.plot { margin:0; border:1px solid var(--line); border-radius:8px; padding
 figure.plot svg { display:block; width:100%; height:auto; }
 figure.plot figcaption { font-size:12.5px; color:var(--muted); padding:2px 6px 4px; }
 .notes li { color:#4a535c; }
+table.agreement td.why { white-space:normal; text-align:left; min-width:260px; color:#4a535c; }
+table.agreement td.mark, table.agreement th.mark { text-align:center; font-weight:700; }
+table.agreement th.why { text-align:left; }
+td.mark.ok { color:var(--ok); } td.mark.bad { color:var(--bad); } td.mark.none { color:var(--muted); }
 pre { background:var(--soft); padding:12px; border-radius:6px; overflow:auto; font-size:12.5px; }
 footer { margin-top:40px; color:var(--muted); font-size:12.5px; }
 "#;
@@ -270,6 +275,35 @@ fn scenario(s: &ScenarioReport, out: &mut String, plots: &mut usize) -> Result<(
         out.push_str("</tbody></table>\n");
     }
 
+    if !s.model_agreement.is_empty() {
+        out.push_str(&format!(
+            "<h3>{}</h3>\n<ul class=\"verdicts\">\n",
+            esc(&agreement_title())
+        ));
+        for l in s.agreement_summary() {
+            out.push_str(&format!("<li>{}</li>\n", esc(&l)));
+        }
+        out.push_str("</ul>\n<div style=\"overflow-x:auto\"><table class=\"agreement\">\n<thead><tr><th>policy</th><th>function</th><th>measured p99 ms</th><th>simulated p99 ms</th><th>simulated / measured</th><th class=\"mark\">agrees</th><th class=\"why\">why</th></tr></thead>\n<tbody>\n");
+        for r in agreement_rows(s) {
+            let class = match r.mark {
+                "✓" => "ok",
+                "✗" => "bad",
+                _ => "none",
+            };
+            out.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"mark {class}\">{}</td><td class=\"why\">{}</td></tr>\n",
+                esc(&r.policy),
+                esc(&r.function),
+                r.measured_ms,
+                r.simulated_ms,
+                r.ratio,
+                r.mark,
+                esc(&r.why)
+            ));
+        }
+        out.push_str("</tbody></table></div>\n");
+    }
+
     // Response-time CDFs.
     out.push_str("<h3>Response-time CDF</h3>\n<p class=\"muted\">All repetitions pooled; dashed black: the simulated SRPT bound; dashed grey: the deadline.</p>\n<div class=\"grid\">\n");
     for f in &s.functions {
@@ -359,7 +393,7 @@ fn scenario(s: &ScenarioReport, out: &mut String, plots: &mut usize) -> Result<(
             "<h3>Two-level agent: S and queue length over time</h3>
 ",
         );
-        let title = format!("{}: {PROPOSED} FIFO slice S and queue length", s.name);
+        let title = format!("{}: {REFERENCE} FIFO slice S and queue length", s.name);
         let svg = plot::timeline(&title, &s.timelines)?;
         figure(
             &svg,
@@ -486,6 +520,23 @@ mod tests {
             assert!(!html.contains(banned), "external resource: {banned}");
         }
         assert!(html.contains("6.18.0-test") && html.contains("FAIL") && html.contains("PASS"));
+        let entries: Vec<&crate::Agreement> = report
+            .scenarios
+            .iter()
+            .flat_map(|s| &s.model_agreement)
+            .collect();
+        assert_eq!(
+            html.matches("<td class=\"mark bad\">✗</td>").count(),
+            entries.iter().filter(|a| a.within == Some(false)).count()
+        );
+        assert_eq!(
+            html.matches("<td class=\"mark ok\">✓</td>").count(),
+            entries.iter().filter(|a| a.within == Some(true)).count()
+        );
+        assert_eq!(html.matches("<td class=\"mark ").count(), entries.len());
+        for l in report.scenarios.iter().flat_map(|s| s.agreement_summary()) {
+            assert!(html.contains(&esc(&l)), "missing {l}");
+        }
     }
 
     #[test]

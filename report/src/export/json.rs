@@ -52,6 +52,46 @@ mod tests {
     }
 
     #[test]
+    fn reads_reports_written_before_las_and_model_agreement() {
+        let report = testdata::report();
+        assert!(!report.scenarios[0].model_agreement.is_empty());
+        assert_eq!(report.scenarios[0].headline.policy, "las");
+        let mut v = serde_json::to_value(&report).unwrap();
+        for s in v["scenarios"].as_array_mut().unwrap() {
+            s.as_object_mut().unwrap().remove("model_agreement");
+            let h = s["headline"].as_object_mut().unwrap();
+            for field in ["policy", "reference_short_p99_vs_cfs", "goodput_vs_cfs"] {
+                assert!(h.remove(field).is_some(), "{field}");
+            }
+            for r in h["per_function"].as_array_mut().unwrap() {
+                assert!(r
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("reference_p99_vs_cfs")
+                    .is_some());
+            }
+        }
+        let old = Report::from_json(&v.to_string()).unwrap();
+        for s in &old.scenarios {
+            assert!(s.model_agreement.is_empty());
+            assert_eq!(
+                s.headline.policy, "two-level",
+                "older reports were about two-level"
+            );
+            assert_eq!(s.headline.goodput_vs_cfs, None);
+            assert_eq!(s.headline.reference_short_p99_vs_cfs, None);
+            assert!(s
+                .headline
+                .per_function
+                .iter()
+                .all(|r| r.reference_p99_vs_cfs.is_none()));
+        }
+        // Without the section, exporters render the report as before.
+        let md = String::from_utf8(crate::MarkdownExporter.export(&old).unwrap()).unwrap();
+        assert!(!md.contains("Simulated vs measured"));
+    }
+
+    #[test]
     fn refuses_other_schema_versions() {
         let mut v = serde_json::to_value(testdata::report()).unwrap();
         v["schema"] = "slokit.compare/2".into();

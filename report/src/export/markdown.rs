@@ -2,7 +2,7 @@
 //! GitHub-flavoured Markdown tables, for pull-request comments and docs.
 //! Every figure shows its mean and, where repetitions differ, the min–max.
 
-use crate::export::{created_utc, environment_rows, Exporter};
+use crate::export::{agreement_rows, agreement_title, created_utc, environment_rows, Exporter};
 use crate::fmt::{count, num, opt, spread_pct, spread_with, times};
 use crate::{PolicyFigures, Report, ReportError};
 
@@ -119,6 +119,25 @@ impl Exporter for MarkdownExporter {
                     o.push_str(&format!("| {name} | {} |\n", spread_with(&g.per_s, num)));
                 }
             }
+            if !s.model_agreement.is_empty() {
+                o.push_str(&format!("\n### {}\n\n", agreement_title()));
+                for l in s.agreement_summary() {
+                    o.push_str(&format!("- {}\n", cell(&l)));
+                }
+                o.push_str("\n| policy | function | measured p99 ms | simulated p99 ms | simulated / measured | agrees | why |\n| --- | --- | ---: | ---: | ---: | :---: | --- |\n");
+                for r in agreement_rows(s) {
+                    o.push_str(&format!(
+                        "| {} | `{}` | {} | {} | {} | {} | {} |\n",
+                        cell(&r.policy),
+                        r.function,
+                        r.measured_ms,
+                        r.simulated_ms,
+                        r.ratio,
+                        r.mark,
+                        cell(&r.why)
+                    ));
+                }
+            }
             if !s.notes.is_empty() {
                 o.push_str("\n### Notes\n\n");
                 for n in &s.notes {
@@ -148,6 +167,36 @@ mod tests {
         let functions: usize = report.scenarios.iter().map(|s| s.functions.len()).sum();
         assert_eq!(rows, functions, "{md}");
         assert!(md.contains("*sim srpt*"));
+        // One agreement row per entry, marked and explained as computed.
+        for s in &report.scenarios {
+            for l in s.agreement_summary() {
+                assert!(md.contains(&format!("- {l}\n")), "missing {l}");
+            }
+            for a in &s.model_agreement {
+                let name = crate::aggregate::agreement_pair_name(&a.policy, &a.simulated_policy);
+                let mark = match a.within {
+                    Some(true) => "✓",
+                    Some(false) => "✗",
+                    None => "–",
+                };
+                let head = format!(
+                    "| {name} | `{}` | {} | {} |",
+                    a.label,
+                    crate::fmt::num(a.measured_p99_ms),
+                    crate::fmt::num(a.simulated_p99_ms)
+                );
+                let row = md
+                    .lines()
+                    .find(|l| l.starts_with(&head))
+                    .unwrap_or_else(|| panic!("no row {head}\n{md}"));
+                assert!(row.contains(&format!("| {mark} |")), "{row}");
+                assert!(
+                    row.ends_with(&format!("| {} |", a.why.as_deref().unwrap_or(""))),
+                    "{row}"
+                );
+            }
+        }
+        assert_eq!(md.matches("### Simulated vs measured").count(), 2);
         assert!(md.contains("## Gates: 1 of 2 failed"), "{md}");
         assert!(md.contains("| kernel | 6.18.0-test |"));
     }

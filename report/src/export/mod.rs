@@ -15,7 +15,9 @@ pub use json::JsonExporter;
 pub use markdown::MarkdownExporter;
 pub use terminal::TerminalExporter;
 
-use crate::{Report, ReportError};
+use crate::aggregate::{agreement_pair_name, AGREEMENT_TOLERANCE};
+use crate::fmt::{num, times};
+use crate::{Report, ReportError, ScenarioReport};
 
 /// Renders a report in one format.
 pub trait Exporter {
@@ -107,6 +109,49 @@ pub(crate) fn environment_rows(report: &Report) -> Vec<(&'static str, String)> {
         ("slokit", e.slokit_version.clone()),
         ("seed", report.seed.to_string()),
     ]
+}
+
+/// The "Simulated vs measured" section's title, the same in every format.
+pub(crate) fn agreement_title() -> String {
+    format!(
+        "Simulated vs measured (p99; ✓ within {:.0} %)",
+        AGREEMENT_TOLERANCE * 100.0
+    )
+}
+
+/// One row of the "Simulated vs measured" table, as text.
+pub(crate) struct AgreementRow {
+    /// `las`, or `cfs (sim ps)`.
+    pub policy: String,
+    pub function: String,
+    pub measured_ms: String,
+    pub simulated_ms: String,
+    /// simulated / measured.
+    pub ratio: String,
+    /// `✓` within, `✗` outside, `–` not judged.
+    pub mark: &'static str,
+    /// Why outside, or why not judged; empty when within.
+    pub why: String,
+}
+
+/// The rows of a scenario's model-agreement table, in the report's order.
+pub(crate) fn agreement_rows(s: &ScenarioReport) -> Vec<AgreementRow> {
+    s.model_agreement
+        .iter()
+        .map(|a| AgreementRow {
+            policy: agreement_pair_name(&a.policy, &a.simulated_policy),
+            function: a.label.clone(),
+            measured_ms: num(a.measured_p99_ms),
+            simulated_ms: num(a.simulated_p99_ms),
+            ratio: a.ratio.map_or_else(|| "–".into(), times),
+            mark: match a.within {
+                Some(true) => "✓",
+                Some(false) => "✗",
+                None => "–",
+            },
+            why: a.why.clone().unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// The report's creation time as UTC `YYYY-MM-DD HH:MM:SS` (no clock read:

@@ -1,13 +1,14 @@
 //! The terminal exporter: comfy-table tables for a console — the
 //! environment header, then per scenario the headline, one row per function
-//! × policy (simulated bounds marked `sim`), the verdicts, goodput and the
+//! × policy (simulated bounds marked `sim`), the verdicts, goodput, the
+//! simulator's p99 against the measured one (model agreement) and the
 //! gates. Figures are means over repetitions; SLO attainment and p99 also
 //! show their min–max range.
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 
-use crate::export::{created_utc, environment_rows, Exporter};
+use crate::export::{agreement_rows, agreement_title, created_utc, environment_rows, Exporter};
 use crate::fmt::{num, opt, pct, spread_pct, spread_with, times};
 use crate::{PolicyFigures, Report, ReportError, ScenarioReport};
 
@@ -97,10 +98,67 @@ impl TerminalExporter {
                 parts.join(" · ")
             ));
         }
+        if !s.model_agreement.is_empty() {
+            out.push_str(&format!("{}:\n", agreement_title().to_lowercase()));
+            for l in s.agreement_summary() {
+                out.push_str(&format!("  {l}\n"));
+            }
+            let mut t = self.table();
+            t.set_header(vec![
+                "policy",
+                "function",
+                "measured p99 ms",
+                "sim p99 ms",
+                "sim/measured",
+                "✓/✗",
+                "why",
+            ]);
+            for r in agreement_rows(s) {
+                t.add_row(vec![
+                    r.policy,
+                    r.function,
+                    r.measured_ms,
+                    r.simulated_ms,
+                    r.ratio,
+                    r.mark.to_string(),
+                    wrap(&r.why, WHY_WIDTH),
+                ]);
+            }
+            for i in 2..5 {
+                if let Some(c) = t.column_mut(i) {
+                    c.set_cell_alignment(CellAlignment::Right);
+                }
+            }
+            out.push_str(&t.to_string());
+            out.push('\n');
+        }
         for n in &s.notes {
             out.push_str(&format!("note: {n}\n"));
         }
     }
+}
+
+/// Width (characters) the "why" column of the agreement table wraps at.
+const WHY_WIDTH: usize = 64;
+
+/// `text` broken into lines of at most `width` characters at spaces (a
+/// longer word gets a line of its own).
+fn wrap(text: &str, width: usize) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines.join("\n")
 }
 
 fn sim_prefix(kind: slokit_functions::record::RunKind) -> &'static str {
@@ -170,6 +228,13 @@ mod tests {
     use crate::testdata;
 
     #[test]
+    fn wraps_at_spaces() {
+        assert_eq!(wrap("aa bb cc", 5), "aa bb\ncc");
+        assert_eq!(wrap("averylongword x", 4), "averylongword\nx");
+        assert_eq!(wrap("", 4), "");
+    }
+
+    #[test]
     fn shows_environment_every_row_verdicts_and_gates() {
         let report = testdata::report();
         let text = String::from_utf8(TerminalExporter::default().export(&report).unwrap()).unwrap();
@@ -195,6 +260,29 @@ mod tests {
         for f in &report.scenarios[0].functions {
             assert!(text.contains(&f.verdict.text), "{}", f.verdict.text);
         }
+        for s in &report.scenarios {
+            for l in s.headline.lines.iter().chain(&s.agreement_summary()) {
+                assert!(text.contains(l.as_str()), "missing {l}:\n{text}");
+            }
+        }
+        assert_eq!(
+            text.matches("simulated vs measured (p99; ✓ within 25 %):")
+                .count(),
+            report.scenarios.len()
+        );
+        let outside = report
+            .scenarios
+            .iter()
+            .flat_map(|s| &s.model_agreement)
+            .filter(|a| a.within == Some(false))
+            .count();
+        assert!(outside > 0, "the fixture has disagreements");
+        // ✗ marks exactly the rows outside (gate lines use " ✗" too, unboxed).
+        let marked = text
+            .lines()
+            .filter(|l| l.split('┆').any(|c| c.trim() == "✗"))
+            .count();
+        assert_eq!(marked, outside, "{text}");
         assert_eq!(
             text,
             String::from_utf8(TerminalExporter::default().export(&report).unwrap()).unwrap(),

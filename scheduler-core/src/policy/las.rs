@@ -128,7 +128,7 @@ impl LasParams {
                 self.levels
             ));
         }
-        if self.thresholds_us.windows(2).any(|w| !(w[0] < w[1]))
+        if self.thresholds_us.windows(2).any(|w| w[0] >= w[1])
             || self
                 .thresholds_us
                 .iter()
@@ -730,11 +730,9 @@ impl<C: Clock> SchedPolicy for Las<C> {
         // Levels in force, then the fair class.
         let mut m = self.metrics.clone();
         let n = self.levels();
-        for v in [&mut m.time_ms] {
-            let other = v[self.other];
-            v.truncate(n);
-            v.push(other);
-        }
+        let other = m.time_ms[self.other];
+        m.time_ms.truncate(n);
+        m.time_ms.push(other);
         let other = m.reached[self.other];
         m.reached.truncate(n);
         m.reached.push(other);

@@ -25,7 +25,7 @@ use super::SimError;
 const SERVICE_STREAM: u64 = 1;
 
 /// A distribution of service times, in µs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ServiceSampler {
     /// Always the same value.
     Deterministic { us: f64 },
@@ -46,7 +46,7 @@ pub enum ServiceSampler {
 
 /// A histogram flattened into a cumulative table for O(log n) inverse-CDF
 /// draws (HdrHistogram's `value_at_quantile` walks every bucket).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EmpiricalCdf {
     /// Cumulative counts, strictly increasing.
     cumulative: Vec<u64>,

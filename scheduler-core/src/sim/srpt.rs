@@ -67,5 +67,6 @@ pub(crate) fn run(jobs: &Jobs, cpus: u32) -> EngineRun {
         completion_ns,
         busy_ns,
         timeline: Vec::new(),
+        ..EngineRun::default()
     }
 }

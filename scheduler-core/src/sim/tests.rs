@@ -297,6 +297,132 @@ fn two_level_slice_follows_the_controller() {
     assert!(out.timeline.iter().all(|p| p.fifo_holders <= 4));
 }
 
+/// las with fixed thresholds (µs of attained service).
+fn las(cpus: u32, thresholds_us: &[f64]) -> SimConfig {
+    SimConfig {
+        las: LasParams {
+            thresholds_us: thresholds_us.to_vec(),
+            ..LasParams::default()
+        },
+        ..SimConfig::new(cpus, SimPolicy::Las)
+    }
+}
+
+#[test]
+fn las_a_new_short_job_preempts_a_long_one_at_once() {
+    // One CPU, levels end at 1 ms and 10 ms of CPU. L (100 ms) at 0 is in
+    // the fair class by 10 ms; S (0.5 ms) at 50 starts at the top
+    // priority, preempts it and ends 0.5 ms after its arrival.
+    let c = las(1, &[1000.0, 10_000.0]);
+    let s = hand(&[("x", None)], &[(0.0, 0, 100.0), (50.0, 0, 0.5)]);
+    assert_ms(&responses_ms(&s, &c), &[100.5, 0.5]);
+    // Also while L is still at the second level (prio 39 < 40).
+    let s = hand(&[("x", None)], &[(0.0, 0, 100.0), (5.0, 0, 0.5)]);
+    assert_ms(&responses_ms(&s, &c), &[100.5, 0.5]);
+}
+
+#[test]
+fn las_runs_the_least_attained_first_and_a_dropped_thread_keeps_the_cpu() {
+    // One CPU, thresholds 1 ms and 10 ms. A (20 ms) at 0: 0..1 at prio 40,
+    // then 39. B (5 ms) at 2 preempts it (40) and drops to 39 at 3 — to
+    // the head of prio 39, before A (Linux puts a lowered thread at the
+    // front). C (0.5 ms) at 3.2 preempts B: 3.2..3.7. B resumes first:
+    // 3.7..7.5. A runs from 7.5 (2 ms attained), leaves prio 39 at 10 ms
+    // attained and ends at 25.5.
+    let s = hand(
+        &[("x", None)],
+        &[(0.0, 0, 20.0), (2.0, 0, 5.0), (3.2, 0, 0.5)],
+    );
+    assert_ms(
+        &responses_ms(&s, &las(1, &[1000.0, 10_000.0])),
+        &[25.5, 5.5, 0.5],
+    );
+}
+
+#[test]
+fn las_promotes_a_fair_class_request_near_its_deadline_once() {
+    // One CPU, thresholds 1 ms and 3 ms (last quantum 2 ms). X (10 ms,
+    // deadline 20 ms) and L (100 ms) at 0. X 0..1 (prio 40), L 1..2 (40),
+    // L at the head of 39 2..4, X 4..6 (39); from 6 both share the fair
+    // class. At 18 (2 ms before X's deadline) X has 1 ms left and is
+    // promoted to prio 39 for one quantum: it ends at 19. Without the
+    // promotion it ends at 20.
+    let s = hand(
+        &[("x", Some(20.0)), ("long", None)],
+        &[(0.0, 0, 10.0), (0.0, 1, 100.0)],
+    );
+    let mut c = las(1, &[1000.0, 3000.0]);
+    assert_ms(&responses_ms(&s, &c), &[19.0, 110.0]);
+    let out = simulate(&s, &ServiceModel::new(), &c).unwrap();
+    assert_eq!(out.policy_report.unwrap().las.unwrap().promotions, 1);
+    c.las.promote = false;
+    assert_ms(&responses_ms(&s, &c), &[20.0, 110.0]);
+}
+
+#[test]
+fn las_thresholds_come_from_the_known_service_times_by_label() {
+    // auth p99 0.4 ms → 0.6 ms (× margin 1.5); video 40 ms → 60 ms;
+    // "missing" is not in the schedule and is ignored.
+    let s = hand(
+        &[("auth", None), ("video", None)],
+        &[(0.0, 0, 0.3), (0.0, 1, 30.0)],
+    );
+    let c = SimConfig {
+        services_us: [("auth", 400.0), ("video", 40_000.0), ("missing", 5.0)]
+            .into_iter()
+            .map(|(l, us)| (l.to_string(), us))
+            .collect(),
+        ..SimConfig::new(1, SimPolicy::Las)
+    };
+    let out = simulate(&s, &ServiceModel::new(), &c).unwrap();
+    let m = out.policy_report.unwrap().las.unwrap();
+    assert_eq!(m.thresholds_us, [600.0, 60_000.0]);
+    assert_eq!(
+        m.threshold_source,
+        Some(crate::policy::las::ThresholdSource::Profiles)
+    );
+    assert!(
+        out.record.notes.iter().any(|n| n.contains("Profiles")),
+        "{:?}",
+        out.record.notes
+    );
+    // Without them las starts from its fallback thresholds.
+    let out = simulate(&s, &ServiceModel::new(), &SimConfig::new(1, SimPolicy::Las)).unwrap();
+    let m = out.policy_report.unwrap().las.unwrap();
+    assert_eq!(m.thresholds_us, [1500.0, 15_000.0, 150_000.0]);
+}
+
+#[test]
+fn two_level_is_rt_throttled_by_the_default_kernel_budget() {
+    // One 2 s request with a huge slice on one CPU: SCHED_FIFO throughout,
+    // paused 50 ms in each of the two periods (950 ms per 1000 ms).
+    let huge = fixed_slice(1e7);
+    let s = hand(&[("x", None)], &[(0.0, 0, 2000.0)]);
+    let c = cfg(1, SimPolicy::TwoLevel, huge);
+    assert_ms(&responses_ms(&s, &c), &[2100.0]);
+    let out = simulate(&s, &ServiceModel::new(), &c).unwrap();
+    assert!(
+        out.record
+            .notes
+            .iter()
+            .any(|n| n.contains("throttled in 2 periods")),
+        "{:?}",
+        out.record.notes
+    );
+    // rt_runtime ≥ rt_period: no throttling.
+    let off = SimConfig {
+        rt_runtime_us: 1_000_000,
+        ..c
+    };
+    assert_ms(&responses_ms(&s, &off), &[2000.0]);
+    let out = simulate(&s, &ServiceModel::new(), &off).unwrap();
+    assert!(out
+        .record
+        .notes
+        .iter()
+        .any(|n| n.contains("RT throttling: off")));
+}
+
 // ---------- queueing theory (long runs) ----------
 //
 // Each case is checked within 2 % of its closed form, evaluated at the
@@ -434,6 +560,9 @@ impl Case {
             arrival_raw_ns: Vec::with_capacity(self.n),
             service_ns: Vec::with_capacity(self.n),
             deadline_ns: vec![f64::INFINITY; self.n],
+            function: vec![0; self.n],
+            fn_deadline_ns: vec![None],
+            fn_labels: vec!["x".into()],
         };
         let mut t = 0.0;
         for _ in 0..self.n {
@@ -599,7 +728,13 @@ fn two_level_with_a_huge_slice_is_fifo() {
     for cpus in [1, 4] {
         let (s, m) = mixed(20_000, cpus, 0.8, 22);
         let fifo = simulate(&s, &m, &SimConfig::new(cpus, SimPolicy::Fifo)).unwrap();
-        let two = simulate(&s, &m, &cfg(cpus, SimPolicy::TwoLevel, huge)).unwrap();
+        // The fifo reference has no RT throttling; the kernel model must
+        // not throttle either for the two to be the same policy.
+        let unthrottled = SimConfig {
+            rt_runtime_us: DEFAULT_RT_PERIOD_US,
+            ..cfg(cpus, SimPolicy::TwoLevel, huge)
+        };
+        let two = simulate(&s, &m, &unthrottled).unwrap();
         assert_eq!(fifo.record.functions, two.record.functions, "c={cpus}");
         assert_eq!(fifo.totals.mean_response_us, two.totals.mean_response_us);
     }
@@ -707,7 +842,7 @@ fn record_has_the_run_schema() {
         let back = RunRecord::from_json(&serde_json::to_string(r).unwrap()).unwrap();
         assert_eq!((back.kind, &back.policy), (r.kind, &r.policy));
         assert_eq!(back.functions.len(), r.functions.len());
-        assert_eq!(out.timeline.is_empty(), p != SimPolicy::TwoLevel, "{p}");
+        assert_eq!(out.timeline.is_empty(), !p.has_timeline(), "{p}");
     }
 }
 
@@ -735,4 +870,115 @@ fn errors_name_the_fix() {
     let m = ServiceModel::new().with_fallback("exp:1ms".parse().unwrap());
     let e = simulate(&s, &m, &SimConfig::new(0, SimPolicy::Fifo)).unwrap_err();
     assert!(matches!(e, SimError::NoCpus));
+}
+
+// ---------- the kernel model against the reference engines ----------
+
+/// Runs `policy`'s object over the kernel model without throttling.
+fn kernel_completions(jobs: &Jobs, cpus: u32, policy: crate::policy::Policy) -> Vec<f64> {
+    let clock = crate::clock::MockClock::new(0);
+    let pc = crate::policy::PolicyConfig::default();
+    let mut object = crate::policy::build(policy, &pc, clock.clone());
+    let kc = kernel::KernelConfig::new(cpus, 1, 1, 1e15);
+    kernel::run(jobs, &kc, object.as_mut(), &clock)
+        .run
+        .completion_ns
+}
+
+#[test]
+fn the_kernel_model_with_the_cfs_object_is_ps() {
+    // cfs leaves every thread in the fair class: the model is then PS.
+    for cpus in [1, 3] {
+        let (s, m) = mixed(5_000, cpus, 0.9, 31);
+        let jobs = Jobs::new(&s, &m.draw(&s, 0).unwrap());
+        let ps = ps::run(&jobs, cpus).completion_ns;
+        let k = kernel_completions(&jobs, cpus, crate::policy::Policy::Cfs);
+        for (i, (a, b)) in ps.iter().zip(&k).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+                "c={cpus} job {i}: ps {a}, kernel {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_kernel_model_with_the_fifo_object_is_fifo() {
+    // fifo puts every worker at one SCHED_FIFO priority: M/G/c FCFS,
+    // bit for bit (no throttling).
+    for cpus in [1, 4] {
+        let (s, m) = mixed(5_000, cpus, 0.9, 32);
+        let jobs = Jobs::new(&s, &m.draw(&s, 0).unwrap());
+        let fifo = fifo::run(&jobs, cpus).completion_ns;
+        let k = kernel_completions(&jobs, cpus, crate::policy::Policy::Fifo);
+        assert_eq!(fifo, k, "c={cpus}");
+    }
+}
+
+#[test]
+fn las_on_64_cpus_completes_every_arrival_and_conserves_work() {
+    let (s, m) = mixed(20_000, 64, 0.9, 33);
+    let out = simulate(&s, &m, &SimConfig::new(64, SimPolicy::Las)).unwrap();
+    let t = out.totals;
+    assert_eq!(t.completed, t.arrivals);
+    assert_eq!(t.arrivals, 20_000);
+    assert!(
+        (t.busy_us / t.work_us - 1.0).abs() < 1e-9,
+        "handed out {} µs of CPU for {} µs of work",
+        t.busy_us,
+        t.work_us
+    );
+    let m = out.policy_report.unwrap().las.unwrap();
+    assert_eq!(m.reached[0], 20_000, "every request starts at the top");
+    assert_eq!(m.arrivals_not_parked, 0);
+    assert!(m.threshold_updates > 0, "adaptive thresholds: {m:?}");
+    // Short auth requests (p99 of an exponential 0.5 ms ≈ 2.3 ms) finish
+    // at the top levels, ahead of video: most auth responses are their
+    // service time.
+    let auth = &out.record.functions[0];
+    assert!(auth.slowdown.unwrap().p50 < 1.5, "{:?}", auth.slowdown);
+    assert!(
+        out.timeline.iter().all(|p| p.slice_ms > 0.0),
+        "las reports its first threshold"
+    );
+}
+
+#[test]
+fn transport_adds_one_draw_to_every_response_time() {
+    let (s, m) = mixed(3_000, 2, 0.7, 34);
+    for p in SimPolicy::ALL {
+        let base = simulate(&s, &m, &SimConfig::new(2, p)).unwrap();
+        let det = SimConfig {
+            transport: Some("det:100us".parse().unwrap()),
+            ..SimConfig::new(2, p)
+        };
+        let out = simulate(&s, &m, &det).unwrap();
+        let diff = out.totals.mean_response_us - base.totals.mean_response_us;
+        assert!((diff - 100.0).abs() < 1e-6, "{p}: {diff}");
+        assert_eq!(out.totals.makespan_s, base.totals.makespan_s, "{p}");
+        assert!(
+            out.record.notes.iter().any(|n| n.contains("det:100")),
+            "{p}"
+        );
+        // A random one: independent draws, fixed by the seed.
+        let exp = SimConfig {
+            transport: Some("exp:50us".parse().unwrap()),
+            seed: 3,
+            ..SimConfig::new(2, p)
+        };
+        let a = simulate(&s, &m, &exp).unwrap();
+        let b = simulate(&s, &m, &exp).unwrap();
+        assert_eq!(a.record, b.record, "{p}");
+        let base = simulate(
+            &s,
+            &m,
+            &SimConfig {
+                transport: None,
+                ..exp.clone()
+            },
+        )
+        .unwrap();
+        let diff = a.totals.mean_response_us - base.totals.mean_response_us;
+        assert!((diff - 50.0).abs() < 5.0, "{p}: mean transport {diff} µs");
+    }
 }
