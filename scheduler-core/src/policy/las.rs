@@ -181,8 +181,16 @@ impl LasParams {
 
     /// Thresholds (µs) from service-time points (a profile's p99 per
     /// function, or quantiles of completed requests): each × margin, the
-    /// first at least `min_quantum_us`, merged when closer than 2×, at
-    /// most `levels`.
+    /// first at least `min_quantum_us`; points closer than 2× are one class
+    /// (its largest point is the threshold, so all of it finishes in its
+    /// level). The longest class gets no real-time level of its own: it
+    /// runs in the fair class, sharing the CPU as the kernel's default
+    /// does. In SCHED_FIFO its requests would run one after another, and
+    /// the kernel puts a thread whose priority drops at the *head* of its
+    /// new level, so the newest long request would run first and the
+    /// oldest wait longest; it would also spend the RT budget that RT
+    /// throttling (or the fair server) then takes back from the short
+    /// levels. At most `levels` remain.
     pub fn thresholds_from(&self, points_us: &[f64]) -> Vec<f64> {
         let mut b: Vec<f64> = points_us
             .iter()
@@ -191,10 +199,18 @@ impl LasParams {
             .collect();
         b.sort_by(f64::total_cmp);
         let mut out: Vec<f64> = Vec::new();
+        let mut class_start = 0.0;
         for t in b {
-            if out.last().is_none_or(|last| t >= 2.0 * last) {
-                out.push(t);
+            match out.last_mut() {
+                Some(last) if t < 2.0 * class_start => *last = t,
+                _ => {
+                    class_start = t;
+                    out.push(t);
+                }
             }
+        }
+        if out.len() >= 2 {
+            out.pop();
         }
         out.truncate(self.levels as usize);
         out
@@ -981,11 +997,22 @@ mod tests {
             .into_iter()
             .collect();
         let las = Las::new(LasParams::default(), clock, HashMap::new(), &services);
-        // 0.5 µs → the 500 µs floor; 4172 and 5000 merge (closer than 2×)
-        assert_eq!(las.thresholds_us(), [500.0, 6258.0, 237_756.0]);
+        // 0.5 µs → the 500 µs floor; 4172 and 5000 are one class (closer
+        // than 2×: its largest point); video, the longest, runs in the fair
+        // class
+        assert_eq!(las.thresholds_us(), [500.0, 7500.0]);
+        assert_eq!(las.report().las.unwrap().quanta_us, [500.0, 7000.0]);
+        let one = HashMap::from([(1, 2000.0)]);
+        let las = Las::new(
+            LasParams::default(),
+            MockClock::new(0),
+            HashMap::new(),
+            &one,
+        );
         assert_eq!(
-            las.report().las.unwrap().quanta_us,
-            [500.0, 5758.0, 231_498.0]
+            las.thresholds_us(),
+            [3000.0],
+            "a single class keeps its level"
         );
     }
 
@@ -1005,7 +1032,11 @@ mod tests {
             f.cpu.add(11, ns);
             f.complete(id, 11, 11);
         }
-        assert_eq!(f.las.thresholds_us(), [3000.0, 30_000.0, 600_000.0]);
+        assert_eq!(
+            f.las.thresholds_us(),
+            [3000.0, 30_000.0],
+            "p99's class shares the fair class"
+        );
         assert_eq!(
             f.las.report().las.unwrap().threshold_source,
             Some(ThresholdSource::Adaptive)
