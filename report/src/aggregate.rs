@@ -40,7 +40,7 @@ use slokit_functions::{Environment, FunctionStats, RunRecord};
 
 use crate::fmt;
 use crate::gate::{Gate, GateResult};
-use crate::input::Comparison;
+use crate::input::{Comparison, ServiceCheck};
 use crate::stats::{geomean, ratio, Spread};
 use crate::ReportError;
 
@@ -61,6 +61,10 @@ pub const AGREEMENT_TOLERANCE: f64 = 0.25;
 pub const AGREEMENT_MIN_SERVICE_MS: f64 = 1.0;
 /// The exit code of `slokit compare` when a gate fails.
 pub const GATE_FAILED_EXIT: i32 = 99;
+/// A model's mean service time further than this (relative) from what the
+/// requests used on the machine is named as the reason a simulation
+/// disagrees.
+pub const SERVICE_DRIFT: f64 = 0.10;
 /// The simulated lower bound (shortest remaining processing time).
 pub const BOUND: &str = "srpt";
 /// Display order of the measured policies; others follow in input order.
@@ -594,7 +598,8 @@ fn build_scenario(
         }
     }
     let headline = headline(&functions, short_threshold_ms, proposed, &goodput);
-    let model_agreement = model_agreement(&functions, &policies, &simulated_policies);
+    let model_agreement =
+        model_agreement(&functions, &policies, &simulated_policies, &s.service_check);
     let no_deadline: Vec<&str> = functions
         .iter()
         .filter(|f| f.deadline_ms.is_none())
@@ -1006,6 +1011,24 @@ fn disagreement_why(policy: &str, simulated_policy: &str, ratio: f64) -> String 
     }
 }
 
+/// The model's service time off from what the requests used on the
+/// machine by more than [`SERVICE_DRIFT`]: then that, not the policy, is
+/// the first reason a simulated p99 disagrees.
+fn service_drift_why(checks: &[ServiceCheck], label: &str) -> Option<String> {
+    let c = checks.iter().find(|c| c.label == label)?;
+    let r = ratio(c.model_mean_ms, c.measured_mean_ms)?;
+    ((r - 1.0).abs() > SERVICE_DRIFT).then(|| {
+        format!(
+            "the model was fed {} ms per request (the profile's mean), but its requests used {} ms of CPU \
+             during the runs ({}): the model ran a {} machine than the one measured",
+            fmt::num(c.model_mean_ms),
+            fmt::num(c.measured_mean_ms),
+            c.measured_by,
+            if r > 1.0 { "slower" } else { "faster" }
+        )
+    })
+}
+
 /// Simulated against measured p99 per (measured policy, its simulated
 /// model) and function: the pairs are every measured policy with a
 /// simulated record of the same name, and (cfs, ps).
@@ -1013,6 +1036,7 @@ fn model_agreement(
     functions: &[FunctionReport],
     policies: &[String],
     simulated_policies: &[String],
+    checks: &[ServiceCheck],
 ) -> Vec<Agreement> {
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     for p in policies {
@@ -1047,7 +1071,13 @@ fn model_agreement(
                     Some("no positive measured p99 to divide by: not judged".to_string()),
                 ),
                 (Some(_), Some(r)) if (r - 1.0).abs() <= AGREEMENT_TOLERANCE => (Some(true), None),
-                (Some(_), Some(r)) => (Some(false), Some(disagreement_why(policy, sim, r))),
+                (Some(_), Some(r)) => (
+                    Some(false),
+                    Some(
+                        service_drift_why(checks, &f.label)
+                            .unwrap_or_else(|| disagreement_why(policy, sim, r)),
+                    ),
+                ),
             };
             out.push(Agreement {
                 policy: policy.to_string(),
@@ -1546,6 +1576,39 @@ mod tests {
                 "two-level: simulated p99 within 25 % of measured for 1 of 2 functions ≥ 1 ms",
                 "las: simulated p99 within 25 % of measured for 1 of 2 functions ≥ 1 ms",
             ]
+        );
+    }
+
+    #[test]
+    fn a_model_fed_another_machine_speed_is_named_as_the_reason() {
+        let mut c = agreement_comparison();
+        let check = |label: &str, model: f64, measured: f64| ServiceCheck {
+            label: label.into(),
+            model_mean_ms: model,
+            measured_mean_ms: measured,
+            measured_by: "las agent, eBPF CPU time".into(),
+        };
+        // a: the model ran 1.3× slower than the machine; b: within 10 %
+        c.scenarios[0].service_check = vec![check("a", 1.3, 1.0), check("b", 1.05, 1.0)];
+        let r = Report::build(&c, &ReportOptions::default()).unwrap();
+        let s = &r.scenarios[0];
+        let why = |p: &str, l: &str| {
+            s.model_agreement
+                .iter()
+                .find(|a| a.policy == p && a.label == l)
+                .and_then(|a| a.why.clone())
+                .unwrap()
+        };
+        assert!(
+            why("las", "a").starts_with("the model was fed 1.30 ms per request")
+                && why("las", "a").ends_with("a slower machine than the one measured"),
+            "{}",
+            why("las", "a")
+        );
+        assert!(
+            why("cfs", "b").starts_with("simulated slower than measured"),
+            "a 5 % drift is not the reason: {}",
+            why("cfs", "b")
         );
     }
 

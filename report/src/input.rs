@@ -41,6 +41,24 @@ pub struct ScenarioRuns {
     /// Several records of one policy are treated as repetitions.
     #[serde(default)]
     pub bounds: Vec<RunRecord>,
+    /// Per function: the service time the model was fed against the
+    /// on-CPU time its requests used on the machine during the runs (when
+    /// an agent measured it).
+    #[serde(default)]
+    pub service_check: Vec<ServiceCheck>,
+}
+
+/// A function's service time as the simulator was fed it, against the
+/// on-CPU time its requests used during the measured runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceCheck {
+    pub label: String,
+    /// Mean service time the model drew from (the profile's), ms.
+    pub model_mean_ms: f64,
+    /// Mean on-CPU time per request during the runs, ms.
+    pub measured_mean_ms: f64,
+    /// Who measured it, e.g. "las agent, eBPF CPU time".
+    pub measured_by: String,
 }
 
 /// One measured run: the schedule replayed once under one policy.

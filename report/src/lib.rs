@@ -28,7 +28,7 @@ pub use export::{
     exporter_for, Exporter, Format, HtmlExporter, JsonExporter, MarkdownExporter, TerminalExporter,
 };
 pub use gate::{parse_gate, parse_gates, Gate, GateCheck, GateResult, Metric, Op, Target};
-pub use input::{Comparison, PolicyRun, ScenarioRuns};
+pub use input::{Comparison, PolicyRun, ScenarioRuns, ServiceCheck};
 pub use stats::Spread;
 
 /// Everything that can go wrong while building or writing a report.

@@ -161,6 +161,7 @@ fn scenario(name: &str, description: &str, funs: &[Fun], seed: u64) -> ScenarioR
         description: description.into(),
         runs,
         bounds,
+        service_check: Vec::new(),
     }
 }
 
@@ -246,6 +247,7 @@ pub(crate) fn single(runs: Vec<PolicyRun>, bounds: Vec<RunRecord>) -> Comparison
             description: String::new(),
             runs,
             bounds,
+            service_check: Vec::new(),
         }],
         ..comparison_shell()
     }

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use slokit_functions::{Catalogue, CatalogueConfig, Environment, RunRecord, Schedule};
-use slokit_report::{Comparison, PolicyRun, ScenarioRuns};
+use slokit_report::{Comparison, PolicyRun, ScenarioRuns, ServiceCheck};
+use slokit_sched::policy::CpuService;
 use slokit_sched::sim::{simulate, ServiceModel, ServiceSampler, SimConfig, SimPolicy};
 
 use crate::experiment::Experiment;
@@ -188,6 +189,31 @@ pub fn simulated_bounds(
     .collect()
 }
 
+/// The mean service time the simulator drew from (the schedule's, i.e. the
+/// profile's or the trace's) against the mean on-CPU time per request the
+/// las agent measured during the runs, per function.
+fn service_check(
+    schedule: &Schedule,
+    measured: &HashMap<String, Vec<CpuService>>,
+) -> Vec<ServiceCheck> {
+    schedule
+        .functions
+        .iter()
+        .filter_map(|f| {
+            let runs = measured.get(&f.label)?;
+            let count: u64 = runs.iter().map(|c| c.count).sum();
+            let sum: f64 = runs.iter().map(|c| c.mean_us * c.count as f64).sum();
+            let model_us = f.service_us?;
+            (count > 0).then(|| ServiceCheck {
+                label: f.label.clone(),
+                model_mean_ms: model_us / 1e3,
+                measured_mean_ms: sum / count as f64 / 1e3,
+                measured_by: format!("las agent, eBPF on-CPU time of {count} requests"),
+            })
+        })
+        .collect()
+}
+
 fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
     let end = Instant::now() + d;
     while Instant::now() < end && !stop.load(Ordering::Relaxed) {
@@ -309,6 +335,7 @@ pub fn run_compare(
             description: scenario.description.clone(),
             runs: Vec::new(),
             bounds,
+            service_check: Vec::new(),
         });
         schedules.push((schedule, services));
     }
@@ -316,6 +343,9 @@ pub fn run_compare(
     let total = exp.scenarios.len() * exp.repetitions as usize * exp.policies.len();
     let mut index = 0;
     let mut error = None;
+    // Per scenario and label: the CPU time per request the agent measured.
+    let mut cpu_service: Vec<HashMap<String, Vec<CpuService>>> =
+        vec![HashMap::new(); schedules.len()];
     'runs: for (si, (schedule, services)) in schedules.iter().enumerate() {
         let name = exp.scenarios[si].name.clone();
         for repetition in 0..exp.repetitions {
@@ -331,6 +361,9 @@ pub fn run_compare(
                 match run_once(schedule, services, policy, &tag, &settings, stop, observer) {
                     Ok(out) => {
                         observer.run_finished(&name, &out.record);
+                        for (label, c) in &out.cpu_service {
+                            cpu_service[si].entry(label.clone()).or_default().push(*c);
+                        }
                         let path = opts.out_dir.join(format!("run-{tag}.json"));
                         std::fs::write(&path, serde_json::to_string_pretty(&out.record)?)
                             .with_context(|| format!("writing {}", path.display()))?;
@@ -350,6 +383,9 @@ pub fn run_compare(
                 sleep_unless_stopped(Duration::from_secs_f64(exp.cooldown_s), stop);
             }
         }
+    }
+    for (si, (schedule, _)) in schedules.iter().enumerate() {
+        comparison.scenarios[si].service_check = service_check(schedule, &cpu_service[si]);
     }
     comparison.scenarios.retain(|s| !s.runs.is_empty());
     Ok(CompareOutcome {

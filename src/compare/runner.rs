@@ -16,6 +16,7 @@ use slokit_functions::record::TimelinePoint;
 use slokit_functions::{RunRecord, Schedule};
 use slokit_loadgen::{ClientConfig, Reporter};
 use slokit_sched::metrics::AgentMetrics;
+use slokit_sched::policy::CpuService;
 use slokit_sched::sim::ServiceSampler;
 use slokit_sched::{LasParams, Policy, TwoLevelParams};
 
@@ -56,6 +57,9 @@ pub struct RunOutput {
     pub record: RunRecord,
     pub timeline: Vec<TimelinePoint>,
     pub agent: Option<AgentMetrics>,
+    /// On-CPU time per request by function label, as the agent measured
+    /// it (las runs).
+    pub cpu_service: HashMap<String, CpuService>,
 }
 
 /// A running host per schedule function, keyed by label.
@@ -194,6 +198,14 @@ pub fn run_once(
     record.policy = Some(policy.name().to_string());
     match agent_metrics {
         Ok(m) => {
+            let cpu_service = match &m.las {
+                Some(las) => hosts
+                    .labels
+                    .iter()
+                    .filter_map(|(pid, label)| Some((label.clone(), *las.service_cpu_us.get(pid)?)))
+                    .collect(),
+                None => HashMap::new(),
+            };
             record.monitor = Some(m.monitor.clone());
             record
                 .notes
@@ -207,6 +219,7 @@ pub fn run_once(
                 record,
                 timeline: m.timeline.clone(),
                 agent: Some(m),
+                cpu_service,
             })
         }
         Err(e) => {
@@ -217,6 +230,7 @@ pub fn run_once(
                 record,
                 timeline: Vec::new(),
                 agent: None,
+                cpu_service: HashMap::new(),
             })
         }
     }

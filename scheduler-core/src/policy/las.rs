@@ -35,8 +35,9 @@
 //!
 //! The policy is a pure state machine; the agent and the simulator drive it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use hdrhistogram::Histogram;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -260,6 +261,21 @@ pub struct LasMetrics {
     pub handoffs: u64,
     /// Worker threads parked (found at start or seen receiving).
     pub threads_parked: u64,
+    /// On-CPU time its requests used, per target process (pid): what the
+    /// machine really spent per request during the run, against which a
+    /// model's service times can be checked. Metered from the arrival's
+    /// step, so the few µs before the agent saw it are missing.
+    #[serde(default)]
+    pub service_cpu_us: BTreeMap<u32, CpuService>,
+}
+
+/// On-CPU time per completed request of one process, µs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuService {
+    pub count: u64,
+    pub mean_us: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -311,8 +327,11 @@ pub struct Las<C: Clock> {
     source: ThresholdSource,
     threads: FxHashMap<u32, ThreadState>,
     reqs: FxHashMap<RequestId, Req>,
-    /// Completed requests whose attained CPU is read after the step.
-    finished: Vec<(u32, u64)>,
+    /// Completed requests (tid, tgid, CPU at arrival) whose attained CPU
+    /// is read after the step.
+    finished: Vec<(u32, u32, u64)>,
+    /// Attained CPU of completed requests per process, µs.
+    service_by_tgid: FxHashMap<u32, Histogram<u64>>,
     recent_us: VecDeque<f64>,
     since_update: usize,
     last_idle_check: u64,
@@ -356,6 +375,7 @@ impl<C: Clock> Las<C> {
             threads: FxHashMap::default(),
             reqs: FxHashMap::default(),
             finished: Vec::new(),
+            service_by_tgid: FxHashMap::default(),
             recent_us: VecDeque::new(),
             since_update: 0,
             last_idle_check: now,
@@ -475,18 +495,24 @@ impl<C: Clock> Las<C> {
         let r = self.reqs.remove(&id)?;
         self.metrics.time_ms[r.level] += now.saturating_sub(r.level_since) as f64 / 1e6;
         if let Some(start) = r.cpu_start {
-            self.finished.push((r.tid, start));
+            self.finished.push((r.tid, r.tgid, start));
         }
         Some(r)
     }
 
     fn record_finished(&mut self, cpu: &dyn CpuTimes, now: u64) {
-        for (tid, start) in std::mem::take(&mut self.finished) {
+        for (tid, tgid, start) in std::mem::take(&mut self.finished) {
             let Some(c) = cpu.cpu_ns(tid, now) else {
                 continue;
             };
-            self.recent_us
-                .push_back(c.saturating_sub(start) as f64 / 1e3);
+            let used_us = c.saturating_sub(start) as f64 / 1e3;
+            self.service_by_tgid
+                .entry(tgid)
+                .or_insert_with(|| {
+                    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("static bounds")
+                })
+                .saturating_record(used_us.round().max(1.0) as u64);
+            self.recent_us.push_back(used_us);
             if self.recent_us.len() > self.params.window {
                 self.recent_us.pop_front();
             }
@@ -620,7 +646,7 @@ impl<C: Clock> SchedPolicy for Las<C> {
         if let Some(id) = request {
             self.end_request(id, now);
         }
-        self.finished.retain(|(t, _)| *t != tid);
+        self.finished.retain(|(t, _, _)| *t != tid);
     }
 
     fn on_timer(&mut self, cpu: &dyn CpuTimes, out: &mut Vec<Action>) {
@@ -752,6 +778,19 @@ impl<C: Clock> SchedPolicy for Las<C> {
         let other = m.reached[self.other];
         m.reached.truncate(n);
         m.reached.push(other);
+        m.service_cpu_us = self
+            .service_by_tgid
+            .iter()
+            .map(|(&tgid, h)| {
+                let service = CpuService {
+                    count: h.len(),
+                    mean_us: h.mean(),
+                    p50_us: h.value_at_quantile(0.5) as f64,
+                    p99_us: h.value_at_quantile(0.99) as f64,
+                };
+                (tgid, service)
+            })
+            .collect();
         PolicyReport {
             las: Some(m),
             notes,
@@ -1037,6 +1076,10 @@ mod tests {
             [3000.0, 30_000.0],
             "p99's class shares the fair class"
         );
+        let used = f.las.report().las.unwrap().service_cpu_us[&7];
+        assert_eq!(used.count, 100);
+        assert!((used.mean_us - 47_200.0).abs() < 500.0, "{used:?}");
+        assert!((used.p50_us - 2000.0).abs() < 30.0, "{used:?}");
         assert_eq!(
             f.las.report().las.unwrap().threshold_source,
             Some(ThresholdSource::Adaptive)

@@ -30,7 +30,7 @@ use crate::params::TwoLevelParams;
 use crate::register::{Request, RequestId};
 use crate::runtime::{Runtime, TransitionCounts};
 
-pub use las::{LasMetrics, LasParams};
+pub use las::{CpuService, LasMetrics, LasParams};
 
 /// On-CPU time of threads: what credit and attained service are metered in.
 pub trait CpuTimes {
