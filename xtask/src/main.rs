@@ -21,6 +21,10 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
         "generates vmlinux.h from the running kernel's BTF",
     ),
     (
+        "python3",
+        "the las hand-off test runs a Python server whose main thread receives and a worker thread replies",
+    ),
+    (
         "chromium",
         "the report test opens the HTML report in a headless browser",
     ),
