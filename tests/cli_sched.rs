@@ -271,6 +271,38 @@ fn refuses_pid_1_and_missing_targets() {
         err.contains("--timer-lead-us must be at most 1000, got 5000"),
         "{err}"
     );
+    // Policy constants are validated once, by the library, whichever way
+    // they came: flags or a --params file.
+    let out = slokit()
+        .args(["sched", "--pid", "1", "--min-slice-ms", "5", "--max-slice-ms", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid policy parameter: min_slice_ms"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let params = dir.path().join("params.toml");
+    std::fs::write(&params, "[las]\ntop_priority = 1\n").unwrap();
+    let out = slokit()
+        .args(["sched", "--pid", "1", "--params"])
+        .arg(&params)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid las parameter: top_priority"), "{err}");
+    std::fs::write(&params, "[las]\ntop_prio = 30\n").unwrap();
+    let out = slokit()
+        .args(["sched", "--pid", "1", "--params"])
+        .arg(&params)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("params.toml") && err.contains("top_prio"),
+        "{err}"
+    );
 }
 
 #[test]

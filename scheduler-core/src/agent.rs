@@ -78,7 +78,7 @@ pub struct AgentConfig {
     pub agent_priority: u8,
     /// Keep the agent CPUs out of idle with `SCHED_IDLE` spinners
     /// ([`crate::idle_poll`]) so arrivals wake the agent fast.
-    pub idle_poll: bool,
+    pub idle_poll: IdlePoll,
     /// two-level and las: the policy's timer is armed this much before the
     /// instant the policy asks for, and the agent spins the rest on its CPU (a
     /// timerfd fires ~50 µs late at p50 on a VM, docs/scheduler.md, which
@@ -112,8 +112,8 @@ impl Default for AgentConfig {
             las: LasParams::default(),
             function_cpus: None,
             agent_cpus: None,
-            agent_priority: 0,
-            idle_poll: false,
+            agent_priority: DEFAULT_AGENT_PRIORITY,
+            idle_poll: IdlePoll::Auto,
             timer_lead: DEFAULT_TIMER_LEAD,
             duration: None,
             timeline_interval: Duration::from_millis(100),
@@ -121,6 +121,31 @@ impl Default for AgentConfig {
             worker_prefix: targets::WORKER_PREFIX.to_string(),
             metrics_out: None,
             on_ready: None,
+        }
+    }
+}
+
+/// Default of [`AgentConfig::agent_priority`].
+pub const DEFAULT_AGENT_PRIORITY: u8 = 50;
+
+/// Whether the agent keeps its CPUs out of idle with `SCHED_IDLE` spinners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum IdlePoll {
+    /// On for the policies that decide per event (two-level, las), off for
+    /// the baselines, which only count requests.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl IdlePoll {
+    /// Whether pollers run under `policy`.
+    pub fn enabled(self, policy: Policy) -> bool {
+        match self {
+            IdlePoll::On => true,
+            IdlePoll::Off => false,
+            IdlePoll::Auto => matches!(policy, Policy::TwoLevel | Policy::Las),
         }
     }
 }
@@ -237,6 +262,7 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
         )));
     }
 
+    let idle_poll = cfg.idle_poll.enabled(cfg.policy);
     eprintln!(
         "slokit sched: policy {} on pids {:?}; function CPUs {:?}, agent CPUs {:?}; params: {}; idle poll {}, timer lead {}µs",
         cfg.policy,
@@ -247,7 +273,7 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
             Policy::Las => cfg.las.describe(),
             _ => cfg.params.describe(),
         },
-        if cfg.idle_poll { "on" } else { "off" },
+        if idle_poll { "on" } else { "off" },
         cfg.timer_lead.as_micros()
     );
 
@@ -292,7 +318,7 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
         // The idle pollers watch the ring and kick the agent, so events
         // skip the ring's own wake-up while a watcher (a poller, or this
         // thread, which loads the monitor and drains it) is on its CPU.
-        agent_tgid: if per_event && cfg.idle_poll {
+        agent_tgid: if per_event && idle_poll {
             std::process::id()
         } else {
             0
@@ -543,7 +569,7 @@ impl LoopState {
         tick.set_periodic(cfg.timeline_interval.as_nanos().max(1_000_000) as u64)?;
         // The idle pollers also watch the monitor's ring and kick the agent
         // on its own CPU when an event lands (see idle_poll.rs).
-        let kick = if cfg.idle_poll {
+        let kick = if cfg.idle_poll.enabled(cfg.policy) {
             let kick = Arc::new(EventFd::new()?);
             epoll.add(kick.fd(), KICK)?;
             Some(kick)
@@ -870,7 +896,7 @@ impl LoopState {
             function_cpus: self.function_cpus.clone(),
             agent_cpus: self.agent_cpus.clone(),
             agent_priority: cfg.agent_priority,
-            agent_idle_poll: cfg.idle_poll,
+            agent_idle_poll: cfg.idle_poll.enabled(cfg.policy),
             agent_timer_lead_us: cfg.timer_lead.as_micros() as u64,
             started_unix_ms: self.started_unix_ms,
             duration_s: self.started.elapsed().as_secs_f64(),

@@ -24,10 +24,10 @@ pub mod skel;
 pub mod sys;
 pub mod targets;
 
-pub use agent::{run_agent, AgentConfig, ReadyHook};
+pub use agent::{run_agent, AgentConfig, IdlePoll, ReadyHook};
 pub use error::SchedError;
 pub use metrics::{AgentMetrics, LatencyStats, METRICS_SCHEMA};
 pub use monitor::MonitorChoice;
-pub use params::{SliceController, TwoLevelParams};
+pub use params::{PolicyParams, SliceController, TwoLevelParams};
 pub use policy::{LasParams, Policy, SchedPolicy};
 pub mod sim;

@@ -6,27 +6,41 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::LasParams;
+
 /// Every constant of the two-level policy. Defaults follow the seed and SFS.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// Also the two-level flags of `slokit sched` (flattened there) and the
+/// `[two_level]` table of an experiment: defined and validated once, here.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default, deny_unknown_fields)]
 pub struct TwoLevelParams {
-    /// Number of function CPUs c: at most c requests hold SCHED_FIFO.
+    /// Number of function CPUs c: at most c requests hold SCHED_FIFO (the
+    /// agent's `--cpus`, default the number of function CPUs).
+    #[arg(skip = TwoLevelParams::default().cpus)]
     pub cpus: u32,
-    /// Arrivals in the IAT window (seed and SFS: 100).
+    /// Arrivals in the IAT window of the slice controller (seed and SFS: 100).
+    #[arg(long, default_value_t = TwoLevelParams::default().iat_window)]
     pub iat_window: usize,
     /// S before the window has two arrivals, ms (seed and SFS: 20).
+    #[arg(long, default_value_t = TwoLevelParams::default().initial_slice_ms)]
     pub initial_slice_ms: f64,
     /// Lower clamp of S, ms.
+    #[arg(long, default_value_t = TwoLevelParams::default().min_slice_ms)]
     pub min_slice_ms: f64,
     /// Upper clamp of S, ms.
+    #[arg(long, default_value_t = TwoLevelParams::default().max_slice_ms)]
     pub max_slice_ms: f64,
     /// A request waiting longer than this many slices for a FIFO slot is
     /// demoted without running in FIFO (SFS's overload rule: 3).
+    #[arg(long, default_value_t = TwoLevelParams::default().overload_factor)]
     pub overload_factor: f64,
     /// A demoted request whose deadline is at most this many slices away
     /// (and not yet passed) is promoted to FIFO once more ("Imminent").
+    #[arg(long, default_value_t = TwoLevelParams::default().imminent_factor)]
     pub imminent_factor: f64,
-    /// SCHED_FIFO priority given to embarked requests (1..=99).
+    /// SCHED_FIFO priority of embarked requests (two-level) and of every
+    /// worker (fifo), 1..=99.
+    #[arg(long, default_value_t = TwoLevelParams::default().fifo_priority)]
     pub fifo_priority: u8,
 }
 
@@ -102,6 +116,29 @@ impl TwoLevelParams {
             self.imminent_factor,
             self.fifo_priority
         )
+    }
+}
+
+/// Every policy constant in one file, as `slokit sched --params FILE` reads
+/// it and `slokit compare` writes it: the `[two_level]` and `[las]` tables
+/// of an experiment (other keys of an experiment file are ignored, so one
+/// may be passed as it is).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PolicyParams {
+    pub two_level: TwoLevelParams,
+    pub las: LasParams,
+}
+
+impl PolicyParams {
+    /// Parses the TOML text; the error names the table and field.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The TOML text [`PolicyParams::from_toml`] reads back.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("plain data serialises")
     }
 }
 
@@ -196,6 +233,25 @@ mod tests {
         c.on_arrival(0);
         c.on_arrival(10_000_000_000); // 10 s gap
         assert_eq!(c.slice_ns(), 1_000_000_000);
+    }
+
+    #[test]
+    fn policy_params_round_trip_and_read_an_experiment_s_tables() {
+        let p = PolicyParams {
+            two_level: TwoLevelParams {
+                max_slice_ms: 2.0,
+                ..Default::default()
+            },
+            las: LasParams {
+                top_priority: 30,
+                ..Default::default()
+            },
+        };
+        assert_eq!(PolicyParams::from_toml(&p.to_toml()).unwrap(), p);
+        let exp = "seed = 1\n[two_level]\nmax_slice_ms = 2.0\n[las]\ntop_priority = 30\n";
+        assert_eq!(PolicyParams::from_toml(exp).unwrap(), p);
+        let bad = PolicyParams::from_toml("[las]\ntop_prio = 30\n").unwrap_err();
+        assert!(bad.contains("top_prio"), "{bad}");
     }
 
     #[test]

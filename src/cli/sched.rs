@@ -10,16 +10,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use slokit_sched::agent::{print_ready, run_agent, AgentConfig, Policy, ReadyHook};
+use slokit_sched::agent::{
+    print_ready, run_agent, AgentConfig, IdlePoll, Policy, ReadyHook, DEFAULT_AGENT_PRIORITY,
+    DEFAULT_TIMER_LEAD,
+};
 use slokit_sched::monitor::MonitorChoice;
 use slokit_sched::targets::{parse_cpu_list, WORKER_PREFIX};
-use slokit_sched::{LasParams, TwoLevelParams};
+use slokit_sched::{LasParams, PolicyParams, TwoLevelParams};
 
 /// Arguments of `slokit sched`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Scheduling policy: cfs, fifo, two-level or las.
-    #[arg(long, default_value = "two-level")]
+    #[arg(long, value_enum, default_value_t = Policy::TwoLevel)]
     policy: Policy,
     /// Target process (repeatable). Only its threads are ever touched.
     #[arg(long = "pid", value_name = "PID")]
@@ -37,7 +40,7 @@ pub struct Args {
     #[arg(long = "service", value_name = "PID=US", value_parser = parse_service)]
     services: Vec<(u32, f64)>,
     /// Request monitor: auto (eBPF, else notify when --notify is given), ebpf, notify.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, value_enum, default_value_t = MonitorChoice::Auto)]
     monitor: MonitorChoice,
     /// Unix datagram socket the notify monitor binds (hosts started with
     /// `slokit serve --notify PATH` send to it).
@@ -54,7 +57,7 @@ pub struct Args {
     agent_cpus: Option<String>,
     /// SCHED_FIFO priority of the agent's own event thread while it runs
     /// (0: stays SCHED_OTHER). Restored at exit.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = DEFAULT_AGENT_PRIORITY)]
     agent_priority: u8,
     /// Keep the agent CPUs out of idle with SCHED_IDLE spinners, so an
     /// arrival wakes the agent in tens of µs instead of waking a halted CPU
@@ -63,19 +66,20 @@ pub struct Args {
     /// per event; off for the baselines.
     #[arg(long, value_enum, default_value_t = IdlePoll::Auto)]
     idle_poll: IdlePoll,
-    /// two-level: arm the credit timer this many µs early and spin the rest
-    /// on the agent CPU (a timerfd fires ~50 µs late on a VM; 0 where timers
-    /// are punctual). At most 1000.
-    #[arg(long, value_name = "US", default_value_t = 60)]
+    /// two-level and las: arm the policy's timer this many µs early and
+    /// spin the rest on the agent CPU (a timerfd fires late on a VM; 0
+    /// where timers are punctual). At most 1000.
+    #[arg(long, value_name = "US", default_value_t = DEFAULT_TIMER_LEAD.as_micros() as u64)]
     timer_lead_us: u64,
     #[command(flatten)]
-    policy_params: Box<ParamArgs>,
+    two_level: Box<TwoLevelParams>,
     #[command(flatten)]
     las: Box<LasParams>,
-    /// las constants from a TOML file (the `[las]` table of an experiment,
-    /// or its fields at top level); replaces the --las-* flags.
+    /// Policy constants from a TOML file: the `[two_level]` and `[las]`
+    /// tables of an experiment (`slokit compare` writes one); replaces the
+    /// two-level and --las-* flags.
     #[arg(long, value_name = "FILE")]
-    las_config: Option<PathBuf>,
+    params: Option<PathBuf>,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
@@ -91,32 +95,6 @@ pub struct Args {
     /// Comm prefix of the host's worker threads (the fifo baseline's targets).
     #[arg(long, default_value = WORKER_PREFIX)]
     worker_prefix: String,
-}
-
-/// The two-level constants (`TwoLevelParams`), one flag each.
-#[derive(Debug, clap::Args)]
-struct ParamArgs {
-    /// Arrivals in the IAT window of the slice controller.
-    #[arg(long, default_value_t = TwoLevelParams::default().iat_window)]
-    iat_window: usize,
-    /// S before two arrivals are seen, ms.
-    #[arg(long, default_value_t = TwoLevelParams::default().initial_slice_ms)]
-    initial_slice_ms: f64,
-    /// Lower clamp of S, ms.
-    #[arg(long, default_value_t = TwoLevelParams::default().min_slice_ms)]
-    min_slice_ms: f64,
-    /// Upper clamp of S, ms.
-    #[arg(long, default_value_t = TwoLevelParams::default().max_slice_ms)]
-    max_slice_ms: f64,
-    /// Demote a request that waited more than this many S for a FIFO slot.
-    #[arg(long, default_value_t = TwoLevelParams::default().overload_factor)]
-    overload_factor: f64,
-    /// Promote a demoted request once when its deadline is within this many S.
-    #[arg(long, default_value_t = TwoLevelParams::default().imminent_factor)]
-    imminent_factor: f64,
-    /// SCHED_FIFO priority of functions (1..=99).
-    #[arg(long, default_value_t = TwoLevelParams::default().fifo_priority)]
-    fifo_priority: u8,
 }
 
 fn parse_service(s: &str) -> Result<(u32, f64), String> {
@@ -136,19 +114,10 @@ fn parse_service(s: &str) -> Result<(u32, f64), String> {
     Ok((pid, us))
 }
 
-fn read_las_config(path: &std::path::Path) -> anyhow::Result<LasParams> {
+fn read_params(path: &std::path::Path) -> anyhow::Result<PolicyParams> {
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read --las-config {}", path.display()))?;
-    let value: toml::Table =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let table = match value.get("las") {
-        Some(toml::Value::Table(t)) => t.clone(),
-        _ => value,
-    };
-    let params: LasParams = table
-        .try_into()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(params)
+        .with_context(|| format!("cannot read --params {}", path.display()))?;
+    PolicyParams::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 fn parse_deadline(s: &str) -> Result<(u32, f64), String> {
@@ -188,20 +157,18 @@ impl Args {
                 .unwrap_or_else(slokit_sched::agent::default_function_cpus)
                 .len() as u32
         });
-        let p = &self.policy_params;
+        // Validated once, by run_agent.
+        let PolicyParams { two_level, las } = match &self.params {
+            Some(path) => read_params(path)?,
+            None => PolicyParams {
+                two_level: *self.two_level,
+                las: *self.las,
+            },
+        };
         let params = TwoLevelParams {
             cpus: c,
-            iat_window: p.iat_window,
-            initial_slice_ms: p.initial_slice_ms,
-            min_slice_ms: p.min_slice_ms,
-            max_slice_ms: p.max_slice_ms,
-            overload_factor: p.overload_factor,
-            imminent_factor: p.imminent_factor,
-            fifo_priority: p.fifo_priority,
+            ..two_level
         };
-        params
-            .validate()
-            .map_err(|e| anyhow::anyhow!("invalid policy parameter: {e}"))?;
         let duration = match self.duration {
             Some(d) if !(d.is_finite() && d > 0.0) => {
                 anyhow::bail!("--duration must be a positive number of seconds, got {d}")
@@ -209,12 +176,6 @@ impl Args {
             d => d.map(Duration::from_secs_f64),
         };
         let deadlines_ms: BTreeMap<u32, f64> = self.deadlines.into_iter().collect();
-        let las = match &self.las_config {
-            Some(path) => read_las_config(path)?,
-            None => *self.las,
-        };
-        las.validate()
-            .map_err(|e| anyhow::anyhow!("invalid las parameter: {e}"))?;
         Ok(AgentConfig {
             policy: self.policy,
             monitor: self.monitor,
@@ -228,11 +189,7 @@ impl Args {
             function_cpus,
             agent_cpus,
             agent_priority: self.agent_priority,
-            idle_poll: match self.idle_poll {
-                IdlePoll::On => true,
-                IdlePoll::Off => false,
-                IdlePoll::Auto => matches!(self.policy, Policy::TwoLevel | Policy::Las),
-            },
+            idle_poll: self.idle_poll,
             timer_lead: Duration::from_micros(self.timer_lead_us),
             duration,
             timeline_interval: Duration::from_millis(self.timeline_interval_ms.max(1)),
@@ -243,14 +200,6 @@ impl Args {
             on_ready: Some(ReadyHook(Box::new(print_ready))),
         })
     }
-}
-
-/// `--idle-poll`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum IdlePoll {
-    Auto,
-    On,
-    Off,
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {

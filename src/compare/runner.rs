@@ -18,7 +18,7 @@ use slokit_loadgen::{ClientConfig, Reporter};
 use slokit_sched::metrics::AgentMetrics;
 use slokit_sched::policy::CpuService;
 use slokit_sched::sim::ServiceSampler;
-use slokit_sched::{LasParams, Policy, TwoLevelParams};
+use slokit_sched::{LasParams, Policy, PolicyParams, TwoLevelParams};
 
 use super::children::{with_affinity, ChildGuard};
 
@@ -122,19 +122,21 @@ fn start_agent(
     s: &RunSettings,
     metrics: &Path,
 ) -> anyhow::Result<ChildGuard> {
-    let p = &s.two_level;
     let mut cmd = Command::new(&s.slokit);
+    // The policy constants travel as one file of the library's own type.
+    let params = s.work_dir.join("agent-params.toml");
+    let text = PolicyParams {
+        two_level: s.two_level,
+        las: s.las.clone(),
+    }
+    .to_toml();
+    std::fs::write(&params, text).with_context(|| format!("writing {}", params.display()))?;
     cmd.args(["sched", "--policy", policy.name()])
         .args(["--function-cpus", &cpu_list(&s.function_cpus)])
         .args(["--agent-cpus", &cpu_list(&s.agent_cpus)])
+        .args(["--cpus", &s.two_level.cpus.to_string()])
         .args(["--metrics-out", &metrics.display().to_string()])
-        .args(["--iat-window", &p.iat_window.to_string()])
-        .args(["--initial-slice-ms", &p.initial_slice_ms.to_string()])
-        .args(["--min-slice-ms", &p.min_slice_ms.to_string()])
-        .args(["--max-slice-ms", &p.max_slice_ms.to_string()])
-        .args(["--overload-factor", &p.overload_factor.to_string()])
-        .args(["--imminent-factor", &p.imminent_factor.to_string()])
-        .args(["--fifo-priority", &p.fifo_priority.to_string()]);
+        .args(["--params", &params.display().to_string()]);
     with_affinity(&mut cmd, s.all_cpus());
     for g in &hosts.guards {
         cmd.args(["--pid", &g.pid().to_string()]);
@@ -143,10 +145,6 @@ fn start_agent(
         cmd.args(["--deadline", &format!("{pid}={ms}")]);
     }
     if policy == Policy::Las {
-        let path = s.work_dir.join("las-params.toml");
-        let text = toml::to_string(&s.las).context("serialising the las parameters")?;
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        cmd.args(["--las-config", &path.display().to_string()]);
         for (pid, label) in &hosts.labels {
             if let Some(us) = services_us.get(label) {
                 cmd.args(["--service", &format!("{pid}={us}")]);

@@ -17,7 +17,7 @@ pub mod ebpf;
 pub mod notify;
 
 /// Which monitor to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum MonitorChoice {
     /// eBPF when it loads, else notify (when a notify path is given).
@@ -25,20 +25,6 @@ pub enum MonitorChoice {
     Auto,
     Ebpf,
     Notify,
-}
-
-impl std::str::FromStr for MonitorChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(MonitorChoice::Auto),
-            "ebpf" => Ok(MonitorChoice::Ebpf),
-            "notify" => Ok(MonitorChoice::Notify),
-            other => Err(format!(
-                "unknown monitor `{other}` (expected auto, ebpf or notify)"
-            )),
-        }
-    }
 }
 
 /// A running monitor.

@@ -21,7 +21,6 @@ pub mod las;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -168,16 +167,19 @@ pub trait SchedPolicy {
     }
 }
 
-/// The policies of the agent and the simulator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The policies of the agent and the simulator. Their names (`cfs`,
+/// `fifo`, `two-level`, `las`) are the same on the command line (clap),
+/// in files (serde) and in records ([`Policy::name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
 pub enum Policy {
-    #[serde(rename = "cfs")]
+    /// SCHED_OTHER for everyone: the kernel's default.
     Cfs,
-    #[serde(rename = "fifo")]
+    /// Every worker SCHED_FIFO at one priority.
     Fifo,
-    #[serde(rename = "two-level")]
+    /// The seed's and SFS's FIFO→CFS scheduler.
     TwoLevel,
-    #[serde(rename = "las")]
+    /// slokit's least attained service over parked real-time workers.
     Las,
 }
 
@@ -185,6 +187,7 @@ impl Policy {
     /// Every policy, in report order.
     pub const ALL: [Policy; 4] = [Policy::Cfs, Policy::Fifo, Policy::TwoLevel, Policy::Las];
 
+    /// The name on the command line, in files and in records.
     pub fn name(self) -> &'static str {
         match self {
             Policy::Cfs => "cfs",
@@ -198,16 +201,6 @@ impl Policy {
 impl fmt::Display for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-impl FromStr for Policy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Policy::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown policy `{s}` (expected cfs, fifo, two-level or las)"))
     }
 }
 
@@ -240,6 +233,23 @@ pub fn build<C: Clock + 'static>(
             cfg.deadlines_ns.clone(),
             &cfg.services_us,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Policy;
+    use clap::ValueEnum;
+
+    #[test]
+    fn one_name_per_policy_on_the_command_line_in_files_and_in_records() {
+        for p in Policy::ALL {
+            let clap_name = p.to_possible_value().unwrap().get_name().to_string();
+            let serde_name = serde_json::to_value(p).unwrap();
+            assert_eq!(clap_name, p.name());
+            assert_eq!(serde_name, p.name());
+            assert_eq!(Policy::from_str(p.name(), false), Ok(p));
+        }
     }
 }
 
