@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use slokit_sys::clock::thread_cpu_time;
+
 const CHILD_ENV: &str = "SLOKIT_CLI_SCHED_CHILD";
 
 /// Runs only as a child: 2 idle `fn-worker-idle-*` threads and an HTTP
@@ -23,12 +25,8 @@ fn child_server() {
     }
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     if n >= 2 {
-        // SAFETY: cpu_set_t is plain data; pinning this process's threads.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(n - 1, &mut set);
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        }
+        // this process's threads inherit the main thread's mask
+        let _ = slokit_sys::cpu::pin_current_thread(&[n - 1]);
     }
     for i in 0..2 {
         std::thread::Builder::new()
@@ -79,19 +77,9 @@ fn child_server() {
     }
 }
 
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid timespec pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 fn spin_cpu(d: Duration) {
-    let start = thread_cpu();
-    while thread_cpu() - start < d {
+    let start = thread_cpu_time();
+    while thread_cpu_time() - start < d {
         std::hint::spin_loop();
     }
 }
@@ -274,12 +262,23 @@ fn refuses_pid_1_and_missing_targets() {
     // Policy constants are validated once, by the library, whichever way
     // they came: flags or a --params file.
     let out = slokit()
-        .args(["sched", "--pid", "1", "--min-slice-ms", "5", "--max-slice-ms", "1"])
+        .args([
+            "sched",
+            "--pid",
+            "1",
+            "--min-slice-ms",
+            "5",
+            "--max-slice-ms",
+            "1",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("invalid policy parameter: min_slice_ms"), "{err}");
+    assert!(
+        err.contains("invalid policy parameter: min_slice_ms"),
+        "{err}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let params = dir.path().join("params.toml");
     std::fs::write(&params, "[las]\ntop_priority = 1\n").unwrap();

@@ -1,11 +1,14 @@
 //! The environment fingerprint: what a measurement ran on (CPU model, cores,
 //! kernel, frequency governor, turbo, ASLR, RT throttling, isolation knobs),
-//! read from `/proc` and `/sys` in the spirit of pyperf's `system show`.
-//! Every profile, run record and report carries one.
+//! in the spirit of pyperf's `system show`. The portable facts (host name,
+//! CPU brand, online CPUs, kernel release, load average) come from
+//! `sysinfo`; the tuning knobs it does not cover are read from `/proc` and
+//! `/sys` directly. Every profile, run record and report carries one.
 
 use std::fs;
 
 use serde::{Deserialize, Serialize};
+use sysinfo::{CpuRefreshKind, RefreshKind, System};
 
 /// What a measurement ran on. Fields that could not be read are `None`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -44,37 +47,38 @@ fn cmdline_value(cmdline: &str, key: &str) -> Option<String> {
         .find_map(|w| w.strip_prefix(key).map(str::to_string))
 }
 
-/// CPUs online on the machine — not `available_parallelism`, which shrinks
-/// to the calling thread's affinity mask (compare pins itself to one CPU).
-fn online_cpus() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    if n > 0 {
-        n as usize
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// CPUs online on the machine (sysinfo lists the `cpuN` lines of
+/// `/proc/stat`) — not `available_parallelism`, which shrinks to the calling
+/// thread's affinity mask (compare pins itself to one CPU) and is only the
+/// fallback when `/proc/stat` cannot be read.
+fn online_cpus(sys: &System) -> usize {
+    match sys.cpus().len() {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     }
 }
 
 impl Environment {
     /// Reads the fingerprint of this machine now.
     pub fn probe() -> Self {
-        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu_model = cpuinfo
-            .lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string());
+        // CPU list and brands only: no usage sampling, no frequencies.
+        let sys =
+            System::new_with_specifics(RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()));
+        let cpu_model = non_empty(sys.cpus().first().map(|c| c.brand().to_string()));
         let cmdline = read_trim("/proc/cmdline").unwrap_or_default();
         let turbo = read_trim("/sys/devices/system/cpu/intel_pstate/no_turbo")
             .map(|v| v == "0")
             .or_else(|| read_trim("/sys/devices/system/cpu/cpufreq/boost").map(|v| v == "1"));
         Environment {
             slokit_version: crate::VERSION.to_string(),
-            hostname: read_trim("/proc/sys/kernel/hostname"),
+            hostname: non_empty(System::host_name()),
             cpu_model,
-            logical_cpus: online_cpus(),
-            kernel: read_trim("/proc/sys/kernel/osrelease"),
+            logical_cpus: online_cpus(&sys),
+            kernel: non_empty(System::kernel_version()),
             governor: read_trim("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
             turbo,
             aslr: read_trim("/proc/sys/kernel/randomize_va_space").and_then(|v| v.parse().ok()),
@@ -84,8 +88,7 @@ impl Environment {
                 .and_then(|v| v.parse().ok()),
             isolcpus: cmdline_value(&cmdline, "isolcpus="),
             nohz_full: cmdline_value(&cmdline, "nohz_full="),
-            loadavg_1m: read_trim("/proc/loadavg")
-                .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse().ok())),
+            loadavg_1m: Some(System::load_average().one),
         }
     }
 

@@ -4,7 +4,8 @@
 //! environment fingerprint).
 //!
 //! Crates depend downward only (see DESIGN.md): the profiler, the load
-//! generator and the scheduler all build on this crate, never on each other.
+//! generator and the scheduler all build on this crate, never on each other;
+//! below it is only `slokit-sys`, the OS layer (affinity, epoll, clocks).
 
 pub mod aes_ctr;
 pub mod auth;

@@ -40,26 +40,10 @@ impl SpinParams {
     }
 }
 
-/// Nanoseconds of CPU time the calling thread has used.
-pub fn thread_cpu_ns() -> u64 {
-    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
-}
-
-/// Nanoseconds on the monotonic clock.
-pub fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
-}
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; both clocks exist on Linux.
-    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
-    debug_assert_eq!(rc, 0);
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+/// The clocks `spin` burns and reports on (kept under `spin::` for the
+/// profiler's in-process targets and the benches, which time functions the
+/// same way).
+pub use slokit_sys::clock::{monotonic_ns, thread_cpu_ns};
 
 /// Burns `ns` nanoseconds of this thread's CPU time and returns the CPU time
 /// actually used.

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use slokit_functions::catalogue::{Function, FunctionInfo, InvokeError};
-use slokit_functions::host::{thread_affinity, Host, HostConfig, HostError, RunningHost};
+use slokit_functions::host::{Host, HostConfig, HostError, RunningHost};
 use slokit_functions::notify::{NotifyEvent, NotifyKind, NOTIFY_LEN};
 use slokit_functions::{Catalogue, CatalogueConfig};
+use slokit_sys::cpu::{current_affinity, get_affinity};
 
 // ---------------------------------------------------------------- client
 
@@ -647,7 +648,7 @@ fn notify_reports_arrival_and_completion_on_the_serving_worker() {
 
 #[test]
 fn workers_sit_on_the_worker_cpus_and_host_threads_off_them() {
-    let allowed = thread_affinity(0).unwrap();
+    let allowed = current_affinity().unwrap();
     if allowed.len() < 2 {
         let why =
             format!("needs 2 usable CPUs to split workers from host threads, have {allowed:?}");
@@ -662,10 +663,10 @@ fn workers_sit_on_the_worker_cpus_and_host_threads_off_them() {
         ..HostConfig::default()
     });
     for &tid in host.worker_tids() {
-        assert_eq!(thread_affinity(tid).unwrap(), vec![worker_cpu]);
+        assert_eq!(get_affinity(tid as libc::pid_t).unwrap(), vec![worker_cpu]);
     }
     for tid in [host.acceptor_tid(), host.poller_tid()] {
-        let cpus = thread_affinity(tid).unwrap();
+        let cpus = get_affinity(tid as libc::pid_t).unwrap();
         assert!(!cpus.contains(&worker_cpu) && !cpus.is_empty(), "{cpus:?}");
     }
     assert_eq!(host.service_cpus().unwrap(), &allowed[..allowed.len() - 1]);

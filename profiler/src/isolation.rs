@@ -29,71 +29,17 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use slokit_functions::Environment;
+use slokit_sys::cpu::{get_affinity, parse_cpu_list_lenient};
+use slokit_sys::sched::gettid;
 
 use crate::error::ProfileError;
 
+/// The in-process target (target.rs) pins with it as
+/// `isolation::set_affinity`; the one copy is slokit-sys's.
+pub use slokit_sys::cpu::set_affinity;
+
 /// A set of CPU numbers.
 pub type CpuSet = Vec<usize>;
-
-/// Parses a kernel CPU list such as `1-3,5` (as in `isolcpus=` and
-/// `/sys/devices/system/cpu/online`); flags like `domain,managed_irq` are
-/// ignored.
-pub fn parse_cpu_list(s: &str) -> CpuSet {
-    let mut out = Vec::new();
-    for part in s.split(',') {
-        let part = part.trim();
-        if let Some((a, b)) = part.split_once('-') {
-            if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
-                out.extend(a..=b);
-            }
-        } else if let Ok(c) = part.parse::<usize>() {
-            out.push(c);
-        }
-    }
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
-/// Affinity mask of task `tid` (0 = the calling thread).
-pub fn get_affinity(tid: libc::pid_t) -> std::io::Result<CpuSet> {
-    // SAFETY: cpu_set_t is plain data; zeroed is a valid empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed.
-    let rc =
-        unsafe { libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `c` < CPU_SETSIZE and `set` is initialised.
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect())
-}
-
-/// Sets the affinity mask of task `tid` (0 = the calling thread).
-pub fn set_affinity(tid: libc::pid_t, cpus: &[usize]) -> std::io::Result<()> {
-    // SAFETY: as above.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &c in cpus {
-        if c < libc::CPU_SETSIZE as usize {
-            // SAFETY: `c` < CPU_SETSIZE.
-            unsafe { libc::CPU_SET(c, &mut set) };
-        }
-    }
-    // SAFETY: `set` is a valid cpu_set_t of the size passed.
-    let rc = unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The calling thread's kernel thread id.
-pub fn gettid() -> libc::pid_t {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
-}
 
 /// Chooses the measurement CPU: `requested` if this process may run there,
 /// else an error naming the allowed CPUs; by default the last allowed CPU.
@@ -113,34 +59,6 @@ pub fn choose_cpu(requested: Option<usize>) -> Result<(usize, CpuSet), ProfileEr
             .ok_or_else(|| ProfileError::System("this process may run on no CPU".into()))?,
     };
     Ok((cpu, allowed))
-}
-
-/// Restores the calling thread's affinity when dropped.
-#[derive(Debug)]
-pub struct AffinityGuard {
-    tid: libc::pid_t,
-    original: CpuSet,
-}
-
-impl AffinityGuard {
-    /// Moves the calling thread onto `cpus`, remembering its current mask.
-    pub fn pin_current(cpus: &[usize]) -> std::io::Result<Self> {
-        let tid = gettid();
-        let original = get_affinity(0)?;
-        set_affinity(0, cpus)?;
-        Ok(Self { tid, original })
-    }
-}
-
-impl Drop for AffinityGuard {
-    fn drop(&mut self) {
-        debug_assert_eq!(
-            self.tid,
-            gettid(),
-            "an AffinityGuard must drop on its own thread"
-        );
-        let _ = set_affinity(0, &self.original);
-    }
 }
 
 /// The scheduling policy the measured thread ended up with.
@@ -165,7 +83,7 @@ impl std::fmt::Display for Policy {
 /// dropped — on every path, panics included, before the thread exits.
 #[derive(Debug)]
 pub struct FifoGuard {
-    tid: libc::pid_t,
+    tid: u32,
 }
 
 impl FifoGuard {
@@ -509,7 +427,7 @@ impl SystemReport {
     pub fn assess(environment: Environment, cpu: usize, busy: Option<f64>) -> Self {
         let in_list = |l: &Option<String>| {
             l.as_deref()
-                .map(parse_cpu_list)
+                .map(parse_cpu_list_lenient)
                 .is_some_and(|s| s.contains(&cpu))
         };
         let cpu_isolated = in_list(&environment.isolcpus);
@@ -609,25 +527,6 @@ impl SystemReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_lists_parse() {
-        assert_eq!(parse_cpu_list("1-3,5"), vec![1, 2, 3, 5]);
-        assert_eq!(parse_cpu_list("domain,managed_irq,2-3"), vec![2, 3]);
-        assert_eq!(parse_cpu_list(""), Vec::<usize>::new());
-    }
-
-    #[test]
-    fn affinity_round_trips_on_this_thread() {
-        let before = get_affinity(0).unwrap();
-        assert!(!before.is_empty());
-        let cpu = *before.last().unwrap();
-        {
-            let _g = AffinityGuard::pin_current(&[cpu]).unwrap();
-            assert_eq!(get_affinity(0).unwrap(), vec![cpu]);
-        }
-        assert_eq!(get_affinity(0).unwrap(), before);
-    }
 
     #[test]
     fn fifo_guard_restores_sched_other() {

@@ -38,9 +38,10 @@ pub use profile::{
 pub use sampler::{SamplingPlan, StopReason};
 pub use target::Target;
 
-use isolation::{AffinityGuard, InterruptFlag, IsolateGuard};
+use isolation::{InterruptFlag, IsolateGuard};
 use profile::{summarise, DeadlineSection, IsolationSection, SamplingSection};
 use sampler::SystemClock;
+use slokit_sys::cpu::AffinityGuard;
 use stats::{bootstrap_percentile_ci, Sample};
 use target::{BuiltinJob, CommandJob, HttpUrl, IsolatedRunner, Job, UrlJob};
 
@@ -427,12 +428,12 @@ mod tests {
     #[ignore = "changes other processes' CPU affinity (the --isolate opt-in); run with --ignored"]
     fn isolate_moves_nothing_of_ours_and_restores_affinities() {
         // Snapshot every non-kernel task's affinity, isolate, restore, compare.
-        let cpu = *isolation::get_affinity(0).unwrap().last().unwrap();
+        let cpu = *slokit_sys::cpu::current_affinity().unwrap().last().unwrap();
         let snapshot = || {
             let mut m = std::collections::BTreeMap::new();
             for e in std::fs::read_dir("/proc").unwrap().flatten() {
                 if let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
-                    if let Ok(a) = isolation::get_affinity(pid) {
+                    if let Ok(a) = slokit_sys::cpu::get_affinity(pid) {
                         m.insert(pid, a);
                     }
                 }

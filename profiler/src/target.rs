@@ -174,6 +174,11 @@ impl HttpUrl {
 /// One HTTP/1.1 request per run on a fresh connection (`Connection: close`),
 /// `POST` with the parameters as a JSON body when there are any, else `GET`.
 /// The time is connect → last byte of the reply; a non-2xx status fails.
+///
+/// Plain std sockets rather than `reqwest`: its blocking client does the
+/// I/O on a runtime thread of its own, off the pinned measurement thread,
+/// which would leave `cpu_ns` (this thread's CPU time) near zero and add two
+/// thread hand-offs to every timed run.
 pub struct UrlJob {
     pub url: HttpUrl,
     pub body: Option<String>,

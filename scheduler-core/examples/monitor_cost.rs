@@ -39,25 +39,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use slokit_functions::host::pin_current_thread;
 use slokit_sched::idle_poll::{IdlePollers, Watch};
 use slokit_sched::monitor::ebpf::{with_ebpf_monitor, EbpfOptions};
 use slokit_sched::monitor::Monitor;
-use slokit_sched::poll::EventFd;
 use slokit_sched::register::SocketEvent;
+use slokit_sys::clock::thread_cpu_ns;
+use slokit_sys::cpu::pin_current_thread;
+use slokit_sys::poll::EventFd;
 
 /// Round trips per timed batch.
 const BATCH: usize = 1_000;
-
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 type Pair = (TcpStream, TcpStream);
 

@@ -14,25 +14,16 @@
 //! Prints one JSON line: samples, p50/p90/p99/max in µs. Needs root
 //! (SCHED_FIFO); the FIFO thread is this example's own and ends with it.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use slokit_functions::host::pin_current_thread;
-use slokit_sched::clock::monotonic_ns;
 use slokit_sched::idle_poll::{IdlePollers, Watch};
-use slokit_sched::poll::EventFd;
-use slokit_sched::sys::{self, SchedAttr};
-
-fn eventfd() -> OwnedFd {
-    // SAFETY: plain syscall; the result is checked.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-    assert!(fd >= 0, "eventfd: {}", std::io::Error::last_os_error());
-    // SAFETY: a fresh descriptor we own.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
+use slokit_sys::clock::monotonic_ns;
+use slokit_sys::cpu::{online_cpus, pin_current_thread};
+use slokit_sys::poll::EventFd;
+use slokit_sys::sched::{self, SchedAttr};
 
 fn main() {
     let mut samples = 2000usize;
@@ -59,7 +50,7 @@ fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
-    let cpus = slokit_sched::targets::online_cpus();
+    let cpus = online_cpus();
     let (agent_cpu, worker_cpu) = (cpus[0], *cpus.last().expect("a CPU"));
     idle_poll |= kick;
     let position = Arc::new(AtomicU64::new(0));
@@ -77,15 +68,14 @@ fn main() {
     });
     let _pollers = idle_poll.then(|| IdlePollers::start(&[agent_cpu], watch).expect("idle poller"));
 
-    let efd = Arc::new(eventfd());
+    let efd = Arc::new(EventFd::blocking().expect("eventfd"));
     let sent_at = Arc::new(AtomicU64::new(0));
     let waiter = {
         let (efd, sent_at, kick_fd) = (efd.clone(), sent_at.clone(), kick_fd.clone());
         std::thread::spawn(move || {
             pin_current_thread(&[agent_cpu]).expect("pin the waiter");
-            sys::set_attr(sys::gettid(), &SchedAttr::fifo(50)).expect("SCHED_FIFO (root?)");
+            sched::set_attr(sched::gettid(), &SchedAttr::fifo(50)).expect("SCHED_FIFO (root?)");
             let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).unwrap();
-            let mut buf = [0u8; 8];
             for _ in 0..samples {
                 if kick {
                     // the kick eventfd is non-blocking: wait for it
@@ -98,8 +88,7 @@ fn main() {
                     unsafe { libc::poll(&mut pfd, 1, -1) };
                     kick_fd.drain();
                 } else {
-                    // SAFETY: reading 8 bytes into an 8-byte buffer.
-                    unsafe { libc::read(efd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+                    efd.drain(); // blocks until the worker writes
                 }
                 let lat = monotonic_ns().saturating_sub(sent_at.load(Ordering::Acquire));
                 h.saturating_record(lat.max(1));
@@ -115,9 +104,7 @@ fn main() {
             position.fetch_add(1, Ordering::Release);
             continue;
         }
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writing 8 bytes from an 8-byte buffer.
-        unsafe { libc::write(efd.as_raw_fd(), one.as_ptr().cast(), 8) };
+        efd.signal();
     }
     let h = waiter.join().expect("waiter");
     let us = |q: f64| h.value_at_quantile(q) as f64 / 1e3;

@@ -14,7 +14,7 @@ use std::sync::{Mutex, Once};
 
 use crate::error::SchedError;
 use crate::guardian::Guardian;
-use crate::sys::{self, SchedAttr};
+use slokit_sys::sched::{self, SchedAttr};
 
 /// What a change did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ fn install_panic_hook() {
             if let Ok(mut g) = IN_FIFO.try_lock() {
                 if let Some(map) = g.as_mut() {
                     for (tid, a) in map.drain() {
-                        let _ = sys::set_attr(tid, &a);
+                        let _ = sched::set_attr(tid, &a);
                     }
                 }
             }
@@ -110,7 +110,7 @@ impl Actuator {
         let t = match self.touched.get(&tid) {
             Some(t) if t.tgid == tgid => *t,
             _ => {
-                let original = match sys::get_attr(tid) {
+                let original = match sched::get_attr(tid) {
                     Ok(a) if a.is_realtime() => SchedAttr::other(0),
                     Ok(a) => a,
                     Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
@@ -139,7 +139,7 @@ impl Actuator {
             registry_set(tid, Some(t.original));
         }
         self.stats.setattr_calls += 1;
-        match sys::set_attr(tid, &SchedAttr::fifo(priority)) {
+        match sched::set_attr(tid, &SchedAttr::fifo(priority)) {
             Ok(()) => {
                 self.touched.get_mut(&tid).expect("just inserted").fifo = Some(priority);
                 Ok(Applied::Done)
@@ -188,7 +188,7 @@ impl Actuator {
         let original = t.original;
         registry_set(tid, None);
         self.stats.setattr_calls += 1;
-        match sys::set_attr(tid, &original) {
+        match sched::set_attr(tid, &original) {
             Ok(()) => Ok(Applied::Done),
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
                 self.touched.remove(&tid);
@@ -240,7 +240,7 @@ impl Drop for Actuator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::{get_attr, gettid, SCHED_FIFO, SCHED_OTHER};
+    use slokit_sys::sched::{get_attr, gettid, SCHED_FIFO, SCHED_OTHER};
     use std::sync::mpsc;
 
     /// A parked thread named `fn-worker-x` (comm) in this process.
@@ -310,7 +310,7 @@ mod tests {
             assert_eq!(act.set_fifo(pid, w.tid, 7).unwrap(), Applied::Done);
             let a = get_attr(w.tid).unwrap();
             assert_eq!((a.sched_policy, a.sched_priority), (SCHED_FIFO, 7));
-            assert_ne!(a.sched_flags & sys::SCHED_FLAG_RESET_ON_FORK, 0);
+            assert_ne!(a.sched_flags & sched::SCHED_FLAG_RESET_ON_FORK, 0);
             assert_eq!(stat_policy(w.tid), SCHED_FIFO);
         }
         assert_eq!(act.fifo_threads(), 2);
@@ -339,7 +339,7 @@ mod tests {
         drop(w);
         // wait until the kernel reaps it
         for _ in 0..100 {
-            if !sys::thread_in_process(std::process::id(), tid) {
+            if !sched::thread_in_process(std::process::id(), tid) {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(5));

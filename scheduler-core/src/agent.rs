@@ -20,7 +20,7 @@ use hdrhistogram::Histogram;
 use slokit_functions::record::TimelinePoint;
 
 use crate::actuator::{Actuator, Applied};
-use crate::clock::{monotonic_ns, MonotonicClock};
+use crate::clock::MonotonicClock;
 use crate::error::SchedError;
 use crate::guardian::Guardian;
 use crate::idle_poll::{IdlePollers, Watch};
@@ -33,10 +33,12 @@ pub use crate::policy::Policy;
 use crate::policy::{
     self, Action, Cause, Completion, LasParams, Level, PolicyConfig, SchedPolicy, Thread,
 };
-use crate::poll::{Epoll, EventFd, TimerFd};
 use crate::register::{Change, Register, SocketEvent};
-use crate::sys::{self, SchedAttr};
 use crate::targets;
+use slokit_sys::clock::monotonic_ns;
+use slokit_sys::cpu::AffinityGuard;
+use slokit_sys::poll::{Epoll, EventFd, TimerFd};
+use slokit_sys::sched::{self, SchedAttr};
 
 /// Called once when monitoring has started (the CLI prints `agent ready`).
 pub struct ReadyHook(pub Box<dyn FnOnce() + Send>);
@@ -152,7 +154,7 @@ impl IdlePoll {
 
 /// Default function CPUs: all but CPU 0 when there are two or more.
 pub fn default_function_cpus() -> Vec<usize> {
-    let online = targets::online_cpus();
+    let online = slokit_sys::cpu::online_cpus();
     if online.len() >= 2 {
         online.into_iter().filter(|c| *c != 0).collect()
     } else {
@@ -232,7 +234,7 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
             cfg.las.top_priority, cfg.agent_priority
         )));
     }
-    let online = targets::online_cpus();
+    let online = slokit_sys::cpu::online_cpus();
     let function_cpus = cfg
         .function_cpus
         .clone()
@@ -396,43 +398,34 @@ pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMet
 /// SCHED_FIFO; restores both on drop.
 struct ThreadPlacement {
     tid: u32,
-    mask: libc::cpu_set_t,
     attr: Option<SchedAttr>,
+    /// Dropped after `Drop::drop` has put the policy back.
+    _affinity: AffinityGuard,
 }
 
 impl ThreadPlacement {
     fn apply(cpus: &[usize], priority: u8) -> Result<Self, SchedError> {
-        let tid = sys::gettid();
-        // SAFETY: cpu_set_t is plain data; the calls get its real size.
-        let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        unsafe {
-            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut mask);
-        }
-        let mut want: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        for &c in cpus {
-            // SAFETY: CPU_SET on our own set.
-            unsafe { libc::CPU_SET(c, &mut want) };
-        }
-        // SAFETY: setting our own thread's affinity to a valid set.
-        if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &want) } != 0
-        {
-            return Err(SchedError::sys(
+        let tid = sched::gettid();
+        let affinity = AffinityGuard::pin_current(cpus).map_err(|e| {
+            SchedError::sys(
                 format!("cannot pin the agent to CPUs {cpus:?} (check --agent-cpus)"),
-                std::io::Error::last_os_error(),
-            ));
-        }
+                e,
+            )
+        })?;
         let mut placement = ThreadPlacement {
             tid,
-            mask,
             attr: None,
+            _affinity: affinity,
         };
         if priority > 0 {
             let original =
-                sys::get_attr(tid).map_err(|e| SchedError::sys("sched_getattr(agent)", e))?;
-            sys::set_attr(tid, &SchedAttr::fifo(priority)).map_err(|e| SchedError::Permission {
-                tid,
-                policy: "SCHED_FIFO (the agent's own thread, --agent-priority)",
-                source: e,
+                sched::get_attr(tid).map_err(|e| SchedError::sys("sched_getattr(agent)", e))?;
+            sched::set_attr(tid, &SchedAttr::fifo(priority)).map_err(|e| {
+                SchedError::Permission {
+                    tid,
+                    policy: "SCHED_FIFO (the agent's own thread, --agent-priority)",
+                    source: e,
+                }
             })?;
             placement.attr = Some(original);
         }
@@ -443,13 +436,15 @@ impl ThreadPlacement {
 impl Drop for ThreadPlacement {
     fn drop(&mut self) {
         if let Some(a) = self.attr.take() {
-            let _ = sys::set_attr(self.tid, &a);
+            let _ = sched::set_attr(self.tid, &a);
         }
-        // SAFETY: restoring our own thread's saved affinity.
-        unsafe {
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.mask);
-        }
+        // the affinity guard restores the mask as the fields drop
     }
+}
+
+/// Names the failed system call in a [`SchedError::Sys`].
+fn sys_err(what: &'static str) -> impl FnOnce(std::io::Error) -> SchedError {
+    move |e| SchedError::sys(what, e)
 }
 
 fn latency_histogram() -> Histogram<u64> {
@@ -560,18 +555,21 @@ impl LoopState {
         for &pid in &self.pids {
             m.add_target(pid)?;
         }
-        let epoll = Epoll::new()?;
-        let credit = TimerFd::new()?;
-        let tick = TimerFd::new()?;
-        epoll.add(m.fd(), MONITOR)?;
-        epoll.add(credit.fd(), CREDIT)?;
-        epoll.add(tick.fd(), TICK)?;
-        tick.set_periodic(cfg.timeline_interval.as_nanos().max(1_000_000) as u64)?;
+        let epoll = Epoll::new().map_err(sys_err("epoll_create1"))?;
+        let credit = TimerFd::new().map_err(sys_err("timerfd_create"))?;
+        let tick = TimerFd::new().map_err(sys_err("timerfd_create"))?;
+        for (fd, token) in [(m.fd(), MONITOR), (credit.fd(), CREDIT), (tick.fd(), TICK)] {
+            epoll.add(fd, token).map_err(sys_err("epoll_ctl(ADD)"))?;
+        }
+        tick.set_periodic(cfg.timeline_interval.as_nanos().max(1_000_000) as u64)
+            .map_err(sys_err("timerfd_settime"))?;
         // The idle pollers also watch the monitor's ring and kick the agent
         // on its own CPU when an event lands (see idle_poll.rs).
         let kick = if cfg.idle_poll.enabled(cfg.policy) {
-            let kick = Arc::new(EventFd::new()?);
-            epoll.add(kick.fd(), KICK)?;
+            let kick = Arc::new(EventFd::new().map_err(sys_err("eventfd"))?);
+            epoll
+                .add(kick.fd(), KICK)
+                .map_err(sys_err("epoll_ctl(ADD)"))?;
             Some(kick)
         } else {
             None
@@ -604,7 +602,7 @@ impl LoopState {
         // When the policy wants on_timer next (0: never).
         let mut armed_at = 0u64;
         loop {
-            epoll.wait(&mut tokens, -1)?;
+            epoll.wait(&mut tokens, -1).map_err(sys_err("epoll_wait"))?;
             for &t in &tokens {
                 match t {
                     MONITOR => self.drain(m, &mut events, &mut changes, &mut actions)?,
@@ -654,9 +652,10 @@ impl LoopState {
                 self.policy.after_apply(m);
                 armed_at = self.policy.next_wakeup(m).unwrap_or(0);
                 match armed_at {
-                    0 => credit.disarm()?,
-                    at => credit.set_at(at.saturating_sub(lead_ns))?,
+                    0 => credit.disarm(),
+                    at => credit.set_at(at.saturating_sub(lead_ns)),
                 }
+                .map_err(sys_err("timerfd_settime"))?;
             }
             if stop.load(Ordering::Relaxed) {
                 self.exit_reason = "signal".into();

@@ -1,7 +1,7 @@
 //! Clocks behind a small trait (hyperfine's `Executor` seam), so the
 //! runtime's transitions are tested deterministically on a mock clock.
-//! Real time is `CLOCK_MONOTONIC`, the clock `bpf_ktime_get_ns()` and the
-//! notify protocol's timestamps read.
+//! Real time is `CLOCK_MONOTONIC` (`slokit_sys::clock::monotonic_ns`), the
+//! clock `bpf_ktime_get_ns()` and the notify protocol's timestamps read.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -15,20 +15,9 @@ pub trait Clock {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MonotonicClock;
 
-/// Reads `CLOCK_MONOTONIC` in ns.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 impl Clock for MonotonicClock {
     fn now_ns(&self) -> u64 {
-        monotonic_ns()
+        slokit_sys::clock::monotonic_ns()
     }
 }
 

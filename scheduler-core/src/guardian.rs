@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::error::SchedError;
-use crate::sys::{self, SchedAttr};
+use slokit_sys::sched::{self, SchedAttr};
 
 /// Capacity of the guardian's thread list.
 const MAX_RECORDS: usize = 65536;
@@ -178,12 +178,12 @@ unsafe fn guardian_main(
         }
         for r in records.iter() {
             let (tgid, tid, nice) = (r[0], r[1], r[2] as i32);
-            if !sys::thread_in_process(tgid, tid) {
+            if !sched::thread_in_process(tgid, tid) {
                 continue;
             }
-            if let Ok(a) = sys::get_attr(tid) {
+            if let Ok(a) = sched::get_attr(tid) {
                 if a.is_realtime() {
-                    let _ = sys::set_attr(tid, &SchedAttr::other(nice));
+                    let _ = sched::set_attr(tid, &SchedAttr::other(nice));
                 }
             }
         }

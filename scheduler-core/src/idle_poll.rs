@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::SchedError;
 use crate::monitor::RingPositions;
-use crate::poll::EventFd;
-use crate::sys::{self, SchedAttr};
+use slokit_sys::poll::EventFd;
+use slokit_sys::sched::{self, SchedAttr};
 
 /// A poller kicks the agent again after this long while the ring holds
 /// events the agent has not consumed.
@@ -95,8 +95,8 @@ impl IdlePollers {
             let handle = std::thread::Builder::new()
                 .name(format!("slokit-idle-{cpu}"))
                 .spawn(move || {
-                    let setup = slokit_functions::host::pin_current_thread(&[cpu])
-                        .and_then(|()| sys::set_attr(sys::gettid(), &SchedAttr::idle()));
+                    let setup = slokit_sys::cpu::pin_current_thread(&[cpu])
+                        .and_then(|()| sched::set_attr(sched::gettid(), &SchedAttr::idle()));
                     let ok = setup.is_ok();
                     let _ = ready_tx.send(setup);
                     if !ok {
@@ -180,12 +180,12 @@ pub(crate) mod tests {
     #[test]
     fn pollers_run_in_sched_idle_on_their_cpu_and_stop_on_drop() {
         let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-        let cpu = *crate::targets::online_cpus().first().unwrap();
+        let cpu = *slokit_sys::cpu::online_cpus().first().unwrap();
         let p = IdlePollers::start(&[cpu], None).unwrap();
         assert_eq!(p.len(), 1);
         let seen = pollers();
         assert_eq!(seen.len(), 1, "{seen:?}");
-        assert_eq!(seen[0].0, sys::SCHED_IDLE, "SCHED_IDLE");
+        assert_eq!(seen[0].0, sched::SCHED_IDLE, "SCHED_IDLE");
         assert_eq!(seen[0].1, cpu, "pinned");
         drop(p);
         assert!(pollers().is_empty(), "joined on drop");
@@ -195,7 +195,7 @@ pub(crate) mod tests {
     fn a_moving_position_kicks_the_eventfd() {
         let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
         use std::sync::atomic::AtomicU64;
-        let cpu = *crate::targets::online_cpus().first().unwrap();
+        let cpu = *slokit_sys::cpu::online_cpus().first().unwrap();
         let position = Arc::new(AtomicU64::new(0));
         let kick = Arc::new(EventFd::new().unwrap());
         let p = {
@@ -238,7 +238,7 @@ pub(crate) mod tests {
     fn unconsumed_events_kick_again_until_consumed() {
         let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
         use std::sync::atomic::AtomicU64;
-        let cpu = *crate::targets::online_cpus().first().unwrap();
+        let cpu = *slokit_sys::cpu::online_cpus().first().unwrap();
         let consumer = Arc::new(AtomicU64::new(0));
         let kick = Arc::new(EventFd::new().unwrap());
         let p = {

@@ -17,11 +17,9 @@ pub mod metrics;
 pub mod monitor;
 pub mod params;
 pub mod policy;
-pub mod poll;
 pub mod register;
 pub mod runtime;
 pub mod skel;
-pub mod sys;
 pub mod targets;
 
 pub use agent::{run_agent, AgentConfig, IdlePoll, ReadyHook};

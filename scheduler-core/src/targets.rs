@@ -117,22 +117,6 @@ pub fn schedstat_cpu_ns(pid: u32, tid: u32) -> Option<u64> {
     s.split_whitespace().next()?.parse().ok()
 }
 
-/// Parses a CPU list such as `1`, `0,2` or `1-3,6` — the host's parser
-/// (`slokit_functions::host::parse_cpu_list`), with the agent's error type.
-pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, SchedError> {
-    slokit_functions::host::parse_cpu_list(s).map_err(|e| SchedError::Config(e.to_string()))
-}
-
-/// CPUs online on this machine.
-pub fn online_cpus() -> Vec<usize> {
-    std::fs::read_to_string("/sys/devices/system/cpu/online")
-        .ok()
-        .and_then(|s| parse_cpu_list(s.trim()).ok())
-        .unwrap_or_else(|| {
-            (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,15 +168,6 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         r.unwrap();
-    }
-
-    #[test]
-    fn cpu_lists() {
-        assert_eq!(parse_cpu_list("1-3,6,2").unwrap(), [1, 2, 3, 6]);
-        assert_eq!(parse_cpu_list("0").unwrap(), [0]);
-        assert!(parse_cpu_list("3-1").is_err());
-        assert!(parse_cpu_list("x").is_err());
-        assert!(!online_cpus().is_empty());
     }
 
     #[test]

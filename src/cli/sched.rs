@@ -15,8 +15,9 @@ use slokit_sched::agent::{
     DEFAULT_TIMER_LEAD,
 };
 use slokit_sched::monitor::MonitorChoice;
-use slokit_sched::targets::{parse_cpu_list, WORKER_PREFIX};
+use slokit_sched::targets::WORKER_PREFIX;
 use slokit_sched::{LasParams, PolicyParams, TwoLevelParams};
+use slokit_sys::cpu::parse_cpu_list;
 
 /// Arguments of `slokit sched`.
 #[derive(Debug, clap::Args)]

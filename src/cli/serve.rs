@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use slokit_functions::host::{self, Host, HostConfig, ShutdownSignals};
 use slokit_functions::{Catalogue, CatalogueConfig};
+use slokit_sys::cpu::{format_cpu_list, parse_cpu_list};
 
 /// Arguments of `slokit serve`.
 #[derive(Debug, clap::Args)]
@@ -50,7 +51,7 @@ impl Args {
         let worker_cpus = self
             .cpus
             .as_deref()
-            .map(host::parse_cpu_list)
+            .map(parse_cpu_list)
             .transpose()
             .context("--cpus")?;
         let workers = self
@@ -89,10 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         "serving {names} with {workers} workers (tids {:?}){}",
         running.worker_tids(),
         match running.service_cpus() {
-            Some(cpus) => format!(
-                "; acceptor and poller on CPUs {}",
-                host::format_cpu_list(cpus)
-            ),
+            Some(cpus) => format!("; acceptor and poller on CPUs {}", format_cpu_list(cpus)),
             None => String::new(),
         }
     );

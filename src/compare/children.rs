@@ -115,19 +115,11 @@ impl Drop for ChildGuard {
 pub fn with_affinity(cmd: &mut Command, cpus: Vec<usize>) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the child between fork and exec and only
-    // calls sched_setaffinity(2), which is async-signal-safe; it allocates
-    // nothing (the set is built on the stack from the captured Vec).
+    // calls `slokit_sys::cpu::set_affinity`, which calls nothing but
+    // sched_setaffinity(2) (async-signal-safe) and allocates nothing (the
+    // set is built on its stack from the captured Vec).
     unsafe {
-        cmd.pre_exec(move || {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            for &c in &cpus {
-                libc::CPU_SET(c, &mut set);
-            }
-            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        cmd.pre_exec(move || slokit_sys::cpu::set_affinity(0, &cpus));
     }
 }
 

@@ -269,7 +269,7 @@ pub fn run_compare(
     }
     // Profiles measure on a function CPU; from here on slokit itself (the
     // load generator) stays on the other CPUs.
-    slokit_functions::host::pin_current_thread(&agent_cpus)
+    slokit_sys::cpu::pin_current_thread(&agent_cpus)
         .with_context(|| format!("cannot pin slokit to CPUs {agent_cpus:?}"))?;
     let facts: HashMap<String, ServiceFacts> =
         profiled.iter().map(|(l, p)| (l.clone(), p.facts)).collect();

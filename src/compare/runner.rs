@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use slokit_functions::host::format_cpu_list as cpu_list;
 use slokit_functions::record::TimelinePoint;
 use slokit_functions::{RunRecord, Schedule};
 use slokit_loadgen::{ClientConfig, Reporter};
@@ -19,6 +18,7 @@ use slokit_sched::metrics::AgentMetrics;
 use slokit_sched::policy::CpuService;
 use slokit_sched::sim::ServiceSampler;
 use slokit_sched::{LasParams, Policy, PolicyParams, TwoLevelParams};
+use slokit_sys::cpu::format_cpu_list as cpu_list;
 
 use super::children::{with_affinity, ChildGuard};
 

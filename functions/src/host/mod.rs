@@ -17,7 +17,6 @@
 //! and poller to the remaining ones, so a `SCHED_FIFO` policy on busy
 //! workers cannot starve the host's own threads.
 
-mod affinity;
 mod http;
 mod notifier;
 mod poller;
@@ -38,12 +37,13 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::catalogue::Catalogue;
 
-pub use affinity::{format_cpu_list, gettid, parse_cpu_list, pin_current_thread, thread_affinity};
 pub use signals::{signal_name, ShutdownSignals};
 
 use http::Conn;
 use notifier::Notifier;
-use poller::{Epoll, Wake};
+use slokit_sys::cpu::{current_affinity, format_cpu_list, pin_current_thread};
+use slokit_sys::poll::{Epoll, EventFd};
+use slokit_sys::sched::gettid;
 
 /// Default limit on a request body: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
@@ -173,7 +173,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, conn);
-        if self.epoll.rearm(fd, id).is_err() {
+        if self.epoll.modify(fd, poller::ONESHOT_READ, id).is_err() {
             self.idle
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -187,7 +187,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, conn);
-        if self.epoll.add_oneshot(fd, id).is_err() {
+        if self.epoll.add_with(fd, poller::ONESHOT_READ, id).is_err() {
             self.idle
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -257,10 +257,10 @@ impl Host {
             connections: AtomicU64::new(0),
             config,
         });
-        let wake = Arc::new(Wake::new().map_err(resource("shutdown eventfd"))?);
+        let wake = Arc::new(EventFd::new().map_err(resource("shutdown eventfd"))?);
         shared
             .epoll
-            .add_wake(wake.raw())
+            .add(wake.fd(), poller::WAKE_TOKEN)
             .map_err(resource("epoll registration"))?;
 
         let mut host = RunningHost {
@@ -307,7 +307,7 @@ impl Host {
 /// [`RunningHost::shutdown`].
 pub struct RunningHost {
     shared: Arc<Shared>,
-    wake: Arc<Wake>,
+    wake: Arc<EventFd>,
     local_addr: SocketAddr,
     acceptor: Option<JoinHandle<()>>,
     poller: Option<JoinHandle<()>>,
@@ -423,7 +423,7 @@ fn plan_cpus(worker_cpus: Option<&[usize]>) -> Result<CpuPlan, HostError> {
             "worker CPU list is empty (leave it out for no pinning)".into(),
         ));
     }
-    let allowed = thread_affinity(0).map_err(|source| HostError::Resource {
+    let allowed = current_affinity().map_err(|source| HostError::Resource {
         what: "CPU affinity query",
         source,
     })?;
@@ -506,7 +506,7 @@ where
 
 /// The acceptor's loop: accept everything pending, park it with the
 /// poller, sleep in `poll(2)` on the listener and the stop eventfd.
-fn accept_loop(shared: &Shared, listener: TcpListener, wake: &Wake) {
+fn accept_loop(shared: &Shared, listener: TcpListener, wake: &EventFd) {
     let mut fds = [
         libc::pollfd {
             fd: listener.as_raw_fd(),
@@ -514,7 +514,7 @@ fn accept_loop(shared: &Shared, listener: TcpListener, wake: &Wake) {
             revents: 0,
         },
         libc::pollfd {
-            fd: wake.raw(),
+            fd: wake.fd(),
             events: libc::POLLIN,
             revents: 0,
         },
@@ -572,7 +572,7 @@ mod tests {
 
     #[test]
     fn host_threads_get_the_cpus_the_workers_do_not() {
-        let allowed = thread_affinity(0).unwrap();
+        let allowed = current_affinity().unwrap();
         let (workers, service) = plan_cpus(Some(&allowed)).unwrap();
         assert_eq!(workers.as_deref(), Some(&allowed[..]));
         assert_eq!(service, None, "nothing left for the host threads");

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::notify::{NotifyEvent, NotifyKind};
-use crate::spin::monotonic_ns;
+use slokit_sys::clock::monotonic_ns;
 
 use super::HostError;
 

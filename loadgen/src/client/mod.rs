@@ -11,6 +11,10 @@
 //! delayed or dropped. Send accuracy (lateness, achieved vs target rate) is
 //! part of the record, with warnings when it is poor.
 //!
+//! It keeps hyper, not `reqwest`, for speed: the shards own their keep-alive
+//! connections and send paths, so no higher-level client's pooling or
+//! per-request overhead reaches the send-accuracy figures.
+//!
 //! Presentation stays outside: a [`Reporter`] with no-op default hooks
 //! receives progress from the calling thread.
 
@@ -380,7 +384,7 @@ pub fn run_blocking(
                 .spawn_scoped(scope, move || {
                     if let Some(cpu) = cpu {
                         // Best effort: an unavailable CPU leaves the thread unpinned.
-                        let _ = slokit_functions::host::pin_current_thread(&[cpu]);
+                        let _ = slokit_sys::cpu::pin_current_thread(&[cpu]);
                     }
                     shard::run_shard(input)
                 });

@@ -150,7 +150,7 @@ fn with_loaded<R>(
     rodata.track_cpu = opts.track_cpu;
     rodata.wakeup = opts.wakeup;
     rodata.agent_tgid = if opts.track_cpu { opts.agent_tgid } else { 0 };
-    rodata.agent_tid = crate::sys::gettid() as u32;
+    rodata.agent_tid = slokit_sys::sched::gettid();
     // Without CPU accounting the sched_switch program is not even loaded:
     // it would run on every context switch of the machine for nothing.
     open.progs.slokit_switch.set_autoload(opts.track_cpu);
@@ -563,7 +563,7 @@ mod tests {
             let keep_alive_workers = crate::targets::threads_named(pid, "fn-worker-");
             // they have on-CPU time in the BPF map (checked while they live:
             // a connection's thread exits when its connection closes)
-            let now = crate::clock::monotonic_ns();
+            let now = slokit_sys::clock::monotonic_ns();
             if opts.track_cpu {
                 assert!(keep_alive_workers
                     .iter()
@@ -689,7 +689,7 @@ mod tests {
         if skip_without_bpf() {
             return None;
         }
-        let cpus = crate::targets::online_cpus();
+        let cpus = slokit_sys::cpu::online_cpus();
         if cpus.len() < 2 || cpus[0] >= 64 {
             return None;
         }
@@ -697,7 +697,7 @@ mod tests {
         let _turn = crate::idle_poll::tests::TURN
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        slokit_functions::host::pin_current_thread(&[agent_cpu]).unwrap();
+        slokit_sys::cpu::pin_current_thread(&[agent_cpu]).unwrap();
         Some(WatchedRig {
             _turn,
             agent_cpu,
@@ -729,7 +729,7 @@ mod tests {
     #[test]
     fn the_idle_poller_delivers_the_events_that_skip_the_ring_wakeup() {
         use crate::idle_poll::{IdlePollers, Watch};
-        use crate::poll::{Epoll, EventFd};
+        use slokit_sys::poll::{Epoll, EventFd};
         use std::sync::Arc;
         let Some(rig) = watched_rig() else {
             return;
@@ -752,8 +752,8 @@ mod tests {
             let (tid_tx, tid_rx) = std::sync::mpsc::channel::<u32>();
             let (quiet, late) = std::thread::scope(|scope| {
                 let traffic = scope.spawn(move || {
-                    slokit_functions::host::pin_current_thread(&[fn_cpu]).unwrap();
-                    tid_tx.send(crate::sys::gettid() as u32).unwrap();
+                    slokit_sys::cpu::pin_current_thread(&[fn_cpu]).unwrap();
+                    tid_tx.send(slokit_sys::sched::gettid()).unwrap();
                     let mut pair = loopback_pair();
                     let mut quiet = 0;
                     for () in go_rx {
@@ -798,7 +798,7 @@ mod tests {
             let cleared = std::thread::scope(|scope| {
                 scope
                     .spawn(|| {
-                        slokit_functions::host::pin_current_thread(&[fn_cpu]).unwrap();
+                        slokit_sys::cpu::pin_current_thread(&[fn_cpu]).unwrap();
                         std::thread::sleep(Duration::from_millis(20));
                         polled.load(std::sync::atomic::Ordering::Acquire) & bit == 0
                     })
@@ -826,7 +826,7 @@ mod tests {
     #[test]
     fn a_preempted_poller_nudges_the_ring() {
         use crate::idle_poll::IdlePollers;
-        use crate::poll::Epoll;
+        use slokit_sys::poll::Epoll;
         let Some(rig) = watched_rig() else {
             return;
         };
@@ -840,7 +840,7 @@ mod tests {
             let polled = m.agent_cpus();
             let woke = std::thread::scope(|scope| {
                 scope.spawn(move || {
-                    slokit_functions::host::pin_current_thread(&[fn_cpu]).unwrap();
+                    slokit_sys::cpu::pin_current_thread(&[fn_cpu]).unwrap();
                     let mut pair = loopback_pair();
                     for _ in 0..100 {
                         if wait_for_bit(polled, bit, Duration::from_millis(20)) {

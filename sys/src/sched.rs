@@ -1,7 +1,8 @@
 //! Raw scheduling system calls: `sched_setattr(2)` / `sched_getattr(2)`
 //! through `libc::syscall` with a `repr(C)` `struct sched_attr` (SFS spawned
-//! `schedtool` per change; one syscall is microseconds), and the `tgkill`
-//! existence probe. Async-signal-safe: the guardian calls them after fork.
+//! `schedtool` per change; one syscall is microseconds), `gettid(2)`, and
+//! the `tgkill` existence probe. Async-signal-safe: the agent's guardian
+//! calls them after fork.
 
 /// `SCHED_FLAG_RESET_ON_FORK`: children of a FIFO thread start in SCHED_OTHER.
 pub const SCHED_FLAG_RESET_ON_FORK: u64 = 0x01;
@@ -114,7 +115,11 @@ pub fn thread_in_process(tgid: u32, tid: u32) -> bool {
     unsafe { libc::syscall(libc::SYS_tgkill, tgid as libc::pid_t, tid as libc::pid_t, 0) == 0 }
 }
 
-pub use slokit_functions::host::gettid;
+/// The kernel thread id of the calling thread.
+pub fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u32 }
+}
 
 #[cfg(test)]
 mod tests {

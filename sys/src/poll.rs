@@ -2,18 +2,18 @@
 //! event loop waits on the monitor, the credit timer, the periodic tick and
 //! the idle poller's kick at once, and the credit timer fires at an
 //! absolute `CLOCK_MONOTONIC` instant (no polling loop, no sleep
-//! granularity).
+//! granularity); the function host parks idle connections in a one-shot
+//! epoll set and sleeps on a stop eventfd.
 
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::error::SchedError;
-
-fn last_error(what: &str) -> SchedError {
-    SchedError::sys(what, std::io::Error::last_os_error())
+fn last_error() -> io::Error {
+    io::Error::last_os_error()
 }
 
 /// Reads the 8-byte counter of a timerfd or eventfd (0 when none is
-/// pending: both are non-blocking here).
+/// pending on a non-blocking one).
 fn read_counter(fd: &OwnedFd) -> u64 {
     let mut buf = [0u8; 8];
     // SAFETY: reading 8 bytes into an 8-byte buffer.
@@ -30,51 +30,77 @@ fn read_counter(fd: &OwnedFd) -> u64 {
 pub struct Epoll(OwnedFd);
 
 impl Epoll {
-    pub fn new() -> Result<Self, SchedError> {
+    pub fn new() -> io::Result<Self> {
         // SAFETY: plain syscall; the result is checked.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if fd < 0 {
-            return Err(last_error("epoll_create1"));
+            return Err(last_error());
         }
         // SAFETY: a fresh descriptor we own.
         Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    /// Watches `fd` for readability (level-triggered), reporting `token`.
-    pub fn add(&self, fd: RawFd, token: u64) -> Result<(), SchedError> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
+    fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
         // SAFETY: `ev` is a valid epoll_event; fd validity is the caller's.
-        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0 {
-            return Err(last_error("epoll_ctl(ADD)"));
+        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd, &mut ev) } != 0 {
+            return Err(last_error());
         }
         Ok(())
     }
 
-    /// Waits up to `timeout_ms` (-1: forever); returns the ready tokens.
-    pub fn wait(&self, tokens: &mut Vec<u64>, timeout_ms: i32) -> Result<(), SchedError> {
-        tokens.clear();
-        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 8];
-        // SAFETY: `evs` has room for 8 events, as the call is told.
+    /// Watches `fd` for readability (level-triggered), reporting `token`.
+    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, token)
+    }
+
+    /// Watches `fd` for `events` (`EPOLLIN | EPOLLONESHOT`, …), reporting
+    /// `token`.
+    pub fn add_with(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, events, token)
+    }
+
+    /// Changes what `fd` is watched for (re-arms a one-shot registration).
+    pub fn modify(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, events, token)
+    }
+
+    /// Waits up to `timeout_ms` (-1: forever) for events into `events`;
+    /// returns how many arrived. A signal is `Err` of kind `Interrupted`.
+    pub fn wait_events(
+        &self,
+        events: &mut [libc::epoll_event],
+        timeout_ms: i32,
+    ) -> io::Result<usize> {
+        // SAFETY: `events` is valid writable storage for its length, as the
+        // call is told.
         let n = unsafe {
             libc::epoll_wait(
                 self.0.as_raw_fd(),
-                evs.as_mut_ptr(),
-                evs.len() as i32,
+                events.as_mut_ptr(),
+                events.len().min(i32::MAX as usize) as i32,
                 timeout_ms,
             )
         };
         if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                return Ok(());
-            }
-            return Err(SchedError::sys("epoll_wait", e));
+            return Err(last_error());
         }
-        tokens.extend(evs[..n as usize].iter().map(|e| e.u64));
-        Ok(())
+        Ok(n as usize)
+    }
+
+    /// Waits up to `timeout_ms` (-1: forever); returns the ready tokens (at
+    /// most 8; none when a signal interrupted the wait).
+    pub fn wait(&self, tokens: &mut Vec<u64>, timeout_ms: i32) -> io::Result<()> {
+        tokens.clear();
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 8];
+        match self.wait_events(&mut evs, timeout_ms) {
+            Ok(n) => {
+                tokens.extend(evs[..n].iter().map(|e| e.u64));
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -90,7 +116,7 @@ fn timespec(ns: u64) -> libc::timespec {
 }
 
 impl TimerFd {
-    pub fn new() -> Result<Self, SchedError> {
+    pub fn new() -> io::Result<Self> {
         // SAFETY: plain syscall; the result is checked.
         let fd = unsafe {
             libc::timerfd_create(
@@ -99,7 +125,7 @@ impl TimerFd {
             )
         };
         if fd < 0 {
-            return Err(last_error("timerfd_create"));
+            return Err(last_error());
         }
         // SAFETY: a fresh descriptor we own.
         Ok(TimerFd(unsafe { OwnedFd::from_raw_fd(fd) }))
@@ -109,7 +135,7 @@ impl TimerFd {
         self.0.as_raw_fd()
     }
 
-    fn settime(&self, flags: i32, value_ns: u64, interval_ns: u64) -> Result<(), SchedError> {
+    fn settime(&self, flags: i32, value_ns: u64, interval_ns: u64) -> io::Result<()> {
         let spec = libc::itimerspec {
             it_interval: timespec(interval_ns),
             it_value: timespec(value_ns),
@@ -119,23 +145,23 @@ impl TimerFd {
             libc::timerfd_settime(self.0.as_raw_fd(), flags, &spec, std::ptr::null_mut())
         };
         if r != 0 {
-            return Err(last_error("timerfd_settime"));
+            return Err(last_error());
         }
         Ok(())
     }
 
     /// Fires once at absolute monotonic time `at_ns`.
-    pub fn set_at(&self, at_ns: u64) -> Result<(), SchedError> {
+    pub fn set_at(&self, at_ns: u64) -> io::Result<()> {
         self.settime(libc::TFD_TIMER_ABSTIME, at_ns.max(1), 0)
     }
 
     /// Fires every `period_ns`, first after one period.
-    pub fn set_periodic(&self, period_ns: u64) -> Result<(), SchedError> {
+    pub fn set_periodic(&self, period_ns: u64) -> io::Result<()> {
         self.settime(0, period_ns, period_ns)
     }
 
     /// Disarms the timer.
-    pub fn disarm(&self) -> Result<(), SchedError> {
+    pub fn disarm(&self) -> io::Result<()> {
         self.settime(0, 0, 0)
     }
 
@@ -145,16 +171,27 @@ impl TimerFd {
     }
 }
 
-/// An eventfd another thread signals to wake the agent's loop.
+/// An eventfd another thread signals to wake a loop (the agent's, the
+/// host's acceptor and poller).
 #[derive(Debug)]
 pub struct EventFd(OwnedFd);
 
 impl EventFd {
-    pub fn new() -> Result<Self, SchedError> {
+    /// A non-blocking eventfd.
+    pub fn new() -> io::Result<Self> {
+        Self::with_flags(libc::EFD_CLOEXEC | libc::EFD_NONBLOCK)
+    }
+
+    /// A blocking eventfd: [`EventFd::drain`] waits for a signal.
+    pub fn blocking() -> io::Result<Self> {
+        Self::with_flags(libc::EFD_CLOEXEC)
+    }
+
+    fn with_flags(flags: libc::c_int) -> io::Result<Self> {
         // SAFETY: plain syscall; the result is checked.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        let fd = unsafe { libc::eventfd(0, flags) };
         if fd < 0 {
-            return Err(last_error("eventfd"));
+            return Err(last_error());
         }
         // SAFETY: a fresh descriptor we own.
         Ok(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }))
@@ -171,7 +208,8 @@ impl EventFd {
         unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), 8) };
     }
 
-    /// Clears it; returns how many signals were pending.
+    /// Clears it; returns how many signals were pending (a blocking one
+    /// first waits for one).
     pub fn drain(&self) -> u64 {
         read_counter(&self.0)
     }
@@ -181,6 +219,22 @@ impl EventFd {
 mod tests {
     use super::*;
     use crate::clock::monotonic_ns;
+
+    #[test]
+    fn eventfd_signals_wake_epoll_until_drained() {
+        let ep = Epoll::new().unwrap();
+        let e = EventFd::new().unwrap();
+        ep.add(e.fd(), 3).unwrap();
+        let mut tokens = Vec::new();
+        ep.wait(&mut tokens, 0).unwrap();
+        assert!(tokens.is_empty());
+        e.signal();
+        e.signal();
+        ep.wait(&mut tokens, 1000).unwrap();
+        assert_eq!(tokens, [3]);
+        assert_eq!(e.drain(), 2);
+        assert_eq!(e.drain(), 0, "non-blocking: nothing pending");
+    }
 
     #[test]
     fn absolute_timer_wakes_epoll_after_its_instant() {
