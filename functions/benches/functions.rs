@@ -76,7 +76,7 @@ fn defaults(c: &mut Cpu) {
     });
 }
 
-/// `video` across its parameter range (service time from ~50 ms to ~2 s).
+/// `video` across its parameter range (short to very long invocations).
 fn video_range(c: &mut Cpu) {
     let f = Catalogue::builtin(&CatalogueConfig::default())
         .require("video")

@@ -27,8 +27,8 @@ pub struct ScheduledFunction {
     pub deadline_us: Option<f64>,
 }
 
-/// One invocation to send: 16 bytes, so a 10-minute run at 5 000/s (3 M
-/// arrivals) keeps its whole schedule in ~48 MB. Per-invocation parameters
+/// One invocation to send: 16 bytes, so millions of arrivals fit in tens of
+/// MB. Per-invocation parameters
 /// and service times (trace replays) live beside the list in
 /// [`Schedule::extras`], referenced by index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The agent's per-event work: socket events through the [`Register`]
 //! (request start on a receive, end on the send), the part of the agent's
-//! CPU that grows with the request rate (docs/scheduler.md, Monitor cost:
-//! SipHash was ~40 % of it before the maps moved to Fx hashing). 200 000
+//! CPU that grows with the request rate (docs/measurements.md, monitor
+//! cost: why the maps use Fx hashing, not SipHash). 200 000
 //! requests over 256 keep-alive connections of 16 worker threads, each a
 //! receive, a continuation receive and two sends, as the eBPF monitor
 //! delivers them. Criterion reports events/s.

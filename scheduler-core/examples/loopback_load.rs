@@ -1,6 +1,6 @@
 //! A small loopback HTTP load driver for the agent's measurements
 //! (scripts/monitor-overhead.sh and the decision-latency run in
-//! docs/scheduler.md): keep-alive connections to a `slokit serve` host,
+//! docs/measurements.md): keep-alive connections to a `slokit serve` host,
 //! `POST /invoke/spin` with `{"ms": X}` drawn from a mix.
 //!
 //! - closed loop (default): each connection sends its next request when the

@@ -83,8 +83,8 @@ pub struct AgentConfig {
     pub idle_poll: IdlePoll,
     /// two-level and las: the policy's timer is armed this much before the
     /// instant the policy asks for, and the agent spins the rest on its CPU (a
-    /// timerfd fires ~50 µs late at p50 on a VM, docs/scheduler.md, which
-    /// would delay every demotion by that). Zero: no spin.
+    /// timerfd fires late on a VM — docs/measurements.md — which would delay
+    /// every demotion by that). Zero: no spin.
     pub timer_lead: Duration,
     /// Stop after this long.
     pub duration: Option<Duration>,

@@ -1,9 +1,7 @@
 //! Keeps the agent's CPUs out of idle while the agent sleeps, so that waking
 //! the agent for an arrival costs a preemption instead of waking a halted
-//! CPU — slokit's own remedy for the decision-latency tail, measured in
-//! docs/scheduler.md (on a quiet VM, arrival → SCHED_FIFO p99 was 1.5–2.8
-//! ms in every run without it, 111–235 µs in half the runs with it; the
-//! other half were hit by the host stealing the vCPU).
+//! CPU — slokit's own remedy for the decision-latency tail (the figures
+//! with and without it are in docs/measurements.md, decision latencies).
 //!
 //! One thread per agent CPU, pinned there, in `SCHED_IDLE`: it spins on
 //! `spin_loop` hints and yields to every other task, so it takes only the

@@ -81,7 +81,8 @@ pub enum Change {
 /// The register of active requests.
 #[derive(Debug, Default)]
 pub struct Register {
-    // Fx hashing: SipHash was ~40 % of the agent's CPU at 40 000 requests/s.
+    // Fx hashing: SipHash was a large share of the agent's CPU at high
+    // request rates (docs/measurements.md, monitor cost).
     by_sock: FxHashMap<(u32, u64), Request>,
     by_tid: FxHashMap<u32, (u32, u64)>,
     next_id: RequestId,

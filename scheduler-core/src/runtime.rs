@@ -26,7 +26,7 @@
 //!
 //! A FIFO stint's credit is metered from [`Runtime::start_credits`], which
 //! the agent calls once the step's actions are applied: reading a thread's
-//! CPU time is a system call (5–30 µs in a VM), so it must not sit between
+//! CPU time is a system call (tens of µs in a VM), so it must not sit between
 //! an arrival and its `sched_setattr`, and the stint really starts when the
 //! thread is in SCHED_FIFO anyway.
 

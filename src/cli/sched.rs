@@ -61,8 +61,8 @@ pub struct Args {
     #[arg(long, default_value_t = DEFAULT_AGENT_PRIORITY)]
     agent_priority: u8,
     /// Keep the agent CPUs out of idle with SCHED_IDLE spinners, so an
-    /// arrival wakes the agent in tens of µs instead of waking a halted CPU
-    /// (milliseconds on a VM); they also watch the eBPF ring and wake the
+    /// arrival wakes the agent with a preemption instead of waking a halted
+    /// CPU (slow on a VM); they also watch the eBPF ring and wake the
     /// agent from its own CPU. auto: on for two-level and las, which decide
     /// per event; off for the baselines.
     #[arg(long, value_enum, default_value_t = IdlePoll::Auto)]

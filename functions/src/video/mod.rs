@@ -30,7 +30,8 @@ use crate::catalogue::{parse_params, Function, FunctionInfo, InvokeError, ParamI
 use motion::Component;
 
 /// Frames processed per invocation at the defaults; chosen so the default
-/// invocation takes 100–200 ms of CPU (see docs/functions.md).
+/// invocation is the long function of the mix (its measured time:
+/// docs/measurements.md, functions).
 pub const DEFAULT_FRAMES: u32 = 60;
 /// Most frames one invocation may process.
 pub const MAX_FRAMES: u32 = 1000;

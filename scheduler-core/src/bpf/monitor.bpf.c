@@ -35,8 +35,8 @@ const volatile bool wakeup = true;
  * event thread, which drains before it sleeps — an event needs no
  * wake-up of its own: the poller sees the producer position move and kicks
  * the agent on its CPU. The ring's wake-up is an irq_work self-interrupt
- * on the emitting CPU, then an IPI: ~3 µs per event in a VM, paid on the
- * function's CPU. */
+ * on the emitting CPU, then an IPI, paid on the function's CPU
+ * (docs/measurements.md). */
 const volatile __u32 agent_tgid = 0;
 /* The agent's event thread (the one that loaded this program and drains). */
 const volatile __u32 agent_tid = 0;
