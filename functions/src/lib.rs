@@ -1,27 +1,22 @@
-//! slokit-functions: the function catalogue (`auth`, `aes`, `video`, `spin`),
-//! the function host behind `slokit serve`, and the small set of types every
-//! other slokit crate shares (arrival schedules, run records, the
-//! environment fingerprint).
+//! slokit-functions: the function catalogue (`auth`, `aes`, `video`, `spin`)
+//! and the function host behind `slokit serve`.
 //!
-//! Crates depend downward only (see DESIGN.md): the profiler, the load
-//! generator and the scheduler all build on this crate, never on each other;
-//! below it is only `slokit-sys`, the OS layer (affinity, epoll, clocks).
+//! The types every slokit crate shares (arrival schedules, run records, the
+//! environment fingerprint, the notify protocol) live in `slokit-model`; they
+//! are re-exported here so `slokit_functions::X` paths keep working. Below
+//! this crate are only `slokit-model` and `slokit-sys`, the OS layer
+//! (affinity, epoll, clocks).
 
 pub mod aes_ctr;
 pub mod auth;
 pub mod catalogue;
-pub mod environment;
 pub mod host;
-pub mod notify;
-pub mod record;
-pub mod schedule;
 pub mod spin;
 pub mod video;
 
 pub use catalogue::{Catalogue, CatalogueConfig, Function, FunctionInfo, InvokeError, ParamInfo};
-pub use environment::Environment;
-pub use record::{FunctionRecorder, FunctionStats, Outcome, RunRecord, Sample};
-pub use schedule::{Arrival, ArrivalExtra, Schedule, ScheduledFunction};
-
-/// The slokit version, stamped into every record and report.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use slokit_model::{contract, environment, notify, record, schedule};
+pub use slokit_model::{
+    Arrival, ArrivalExtra, Environment, FunctionRecorder, FunctionStats, Outcome, RunRecord,
+    Sample, Schedule, ScheduledFunction, VERSION,
+};

@@ -26,7 +26,10 @@ async fn ok(req: Request<Incoming>, delay: Duration) -> Result<Response<Full<Byt
         let _ = tokio::task::spawn_blocking(move || std::thread::sleep(delay)).await;
     }
     Ok(Response::builder()
-        .header("x-slokit-exec-us", delay.as_micros().to_string())
+        .header(
+            slokit_model::contract::EXEC_US_HEADER,
+            delay.as_micros().to_string(),
+        )
         .body(Full::new(Bytes::from_static(b"ok")))
         .expect("static response"))
 }

@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp};
 use serde_json::Value;
-use slokit_functions::{Arrival, Schedule, ScheduledFunction};
+use slokit_model::{Arrival, Schedule, ScheduledFunction};
 
 use crate::LoadgenError;
 

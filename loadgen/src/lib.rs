@@ -3,14 +3,14 @@
 //! 2019/2021, plain CSV) against function endpoints, recording what every
 //! invocation experienced.
 //!
-//! Two halves, joined only by [`slokit_functions::Schedule`]:
+//! Two halves, joined only by [`slokit_model::Schedule`]:
 //! - *what to send*: [`arrivals`], [`mix`] and [`trace`] turn a process or a
 //!   trace into a precomputed, seeded schedule (same seed, same schedule,
 //!   bit for bit);
 //! - *sending it*: [`client`] replays a schedule open-loop (sends follow the
 //!   schedule whatever the replies do), measures response time from the
 //!   intended send time (coordinated-omission free, after Gil Tene's
-//!   wrk2/HdrHistogram work) and returns a [`slokit_functions::RunRecord`].
+//!   wrk2/HdrHistogram work) and returns a [`slokit_model::RunRecord`].
 
 pub mod arrivals;
 pub mod client;

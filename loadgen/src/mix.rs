@@ -3,32 +3,16 @@
 //! total rate follows from the utilisation law: with c CPUs and a mean
 //! service time E[s] = Σ wᵢ·sᵢ (weights normalised), λ = ρ·c / E[s]. This is
 //! how `slokit compare` loads a node "to 80 %" from profiled service times.
+//! The arrivals come from the shared generator, [`slokit_model::mix`].
 
 use std::collections::HashMap;
 
-use rand_distr::{weighted::WeightedIndex, Distribution, Exp};
 use serde_json::Value;
-use slokit_functions::{Arrival, Schedule, ScheduledFunction};
+pub use slokit_model::mix::MixEntry;
+use slokit_model::mix::{parse_weights, poisson_schedule, Horizon, WeightSyntax};
+use slokit_model::Schedule;
 
-use crate::arrivals::rng;
 use crate::LoadgenError;
-
-/// One function of a mix.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MixEntry {
-    /// Name in reports (unique within the mix).
-    pub label: String,
-    /// Function the host runs.
-    pub function: String,
-    /// Parameters sent with every invocation.
-    pub params: Value,
-    /// Relative weight (normalised over the mix).
-    pub weight: f64,
-    /// Service time in µs (needed for [`Load::Rho`], used for slowdown).
-    pub service_us: Option<f64>,
-    /// Deadline in µs, for SLO attainment.
-    pub deadline_us: Option<f64>,
-}
 
 /// How hard to drive the mix.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -123,28 +107,13 @@ pub fn mix_schedule(spec: &MixSpec) -> Result<Schedule, LoadgenError> {
             ),
         ));
     }
-    let weights = WeightedIndex::new(spec.functions.iter().map(|f| f.weight))
-        .map_err(|e| LoadgenError::invalid("--mix", e.to_string()))?;
-    let mut rng = rng(spec.seed);
-    let exp = Exp::new(rate).expect("rate checked positive");
-    let mut arrivals = Vec::with_capacity((rate * spec.duration_s * 1.05) as usize + 16);
-    let mut t = exp.sample(&mut rng);
-    while t < spec.duration_s {
-        let function = weights.sample(&mut rng) as u32;
-        arrivals.push(Arrival::new((t * 1e9).round() as u64, function));
-        t += exp.sample(&mut rng);
-    }
-    let functions: Vec<ScheduledFunction> = spec
-        .functions
-        .iter()
-        .map(|f| ScheduledFunction {
-            label: f.label.clone(),
-            function: f.function.clone(),
-            params: f.params.clone(),
-            service_us: f.service_us,
-            deadline_us: f.deadline_us,
-        })
-        .collect();
+    let mut schedule = poisson_schedule(
+        &spec.functions,
+        rate,
+        Horizon::Seconds(spec.duration_s),
+        spec.seed,
+    )
+    .map_err(|reason| LoadgenError::invalid("--mix", reason))?;
     let load = match spec.load {
         Load::Rho { rho, cpus } => format!("ρ {rho} on {cpus} CPUs = {rate:.1}/s"),
         Load::Rate(r) => format!("{r}/s"),
@@ -155,13 +124,7 @@ pub fn mix_schedule(spec: &MixSpec) -> Result<Schedule, LoadgenError> {
         .map(|f| format!("{}:{}", f.label, f.weight))
         .collect::<Vec<_>>()
         .join(",");
-    let schedule = Schedule {
-        source: format!("poisson mix {mix} at {load} for {} s", spec.duration_s),
-        seed: spec.seed,
-        functions,
-        arrivals,
-        extras: Vec::new(),
-    };
+    schedule.source = format!("poisson mix {mix} at {load} for {} s", spec.duration_s);
     schedule.validate().map_err(LoadgenError::Schedule)?;
     Ok(schedule)
 }
@@ -173,39 +136,19 @@ pub fn parse_mix(
     service_us: &HashMap<String, f64>,
     deadline_us: &HashMap<String, f64>,
 ) -> Result<Vec<MixEntry>, LoadgenError> {
-    let mut out: Vec<MixEntry> = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, weight) = match part.split_once(':') {
-            Some((n, w)) => (
-                n.trim(),
-                w.trim().parse::<f64>().map_err(|_| {
-                    LoadgenError::invalid(
-                        "--mix",
-                        format!("weight `{w}` of `{n}` is not a number (e.g. auth:0.9,video:0.1)"),
-                    )
-                })?,
-            ),
-            None => (part, 1.0),
-        };
-        if out.iter().any(|e| e.label == name) {
-            return Err(LoadgenError::invalid(
-                "--mix",
-                format!("`{name}` appears twice"),
-            ));
-        }
-        out.push(MixEntry {
-            label: name.to_string(),
-            function: name.to_string(),
-            params: Value::Object(Default::default()),
-            weight,
-            service_us: service_us.get(name).copied(),
-            deadline_us: deadline_us.get(name).copied(),
-        });
-    }
-    if out.is_empty() {
-        return Err(LoadgenError::invalid("--mix", "names no function"));
-    }
-    Ok(out)
+    let syntax = WeightSyntax {
+        bare_label_weight: Some(1.0),
+        zero_weight: true,
+    };
+    let weights = parse_weights(text, syntax).map_err(|e| LoadgenError::invalid("--mix", e))?;
+    Ok(weights
+        .into_iter()
+        .map(|(name, weight)| MixEntry {
+            service_us: service_us.get(&name).copied(),
+            deadline_us: deadline_us.get(&name).copied(),
+            ..MixEntry::named(name, weight, Value::Object(Default::default()))
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -1,43 +1,20 @@
-//! Parsing of human durations (`30s`, `500ms`, `2m`, `50us`) and of the
-//! `label=value,...` maps the command line takes (`--service`,
-//! `--deadline`).
+//! The load generator's reading of human durations (`30s`, `500ms`, `2m`,
+//! `50us`, bare numbers in a default unit) and of the `label=value,...` maps
+//! the command line takes (`--service`, `--deadline`): thin wrappers over
+//! [`slokit_model::units`].
 
 use std::collections::HashMap;
 use std::time::Duration;
+
+use slokit_model::units::{parse_duration_us, parse_label_duration_list, DurationSyntax};
 
 use crate::LoadgenError;
 
 /// Parses a duration with an optional unit (`ns`, `us`/`µs`, `ms`, `s`,
 /// `m`, `h`) into microseconds; a bare number is in `default_unit_us`.
 pub fn parse_us(text: &str, default_unit_us: f64) -> Result<f64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'e' || c == '-' || c == '+'))
-        .unwrap_or(t.len());
-    // `1e3ms` is fine, but an `e` followed by no digit is part of no unit we know.
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (try `30s`, `500ms`, `50us`)"))?;
-    let scale = match unit.trim() {
-        "" => default_unit_us,
-        "ns" => 1e-3,
-        "us" | "µs" => 1.0,
-        "ms" => 1e3,
-        "s" => 1e6,
-        "m" | "min" => 60e6,
-        "h" => 3600e6,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}` (use ns, us, ms, s, m or h)"
-            ))
-        }
-    };
-    let us = value * scale;
-    if !us.is_finite() || us < 0.0 {
-        return Err(format!("`{text}` must be a finite, non-negative duration"));
-    }
-    Ok(us)
+    parse_duration_us(text, DurationSyntax::bare_numbers_in(default_unit_us))
+        .map_err(|e| e.to_string())
 }
 
 /// Parses a duration whose bare numbers are seconds (`30`, `30s`, `1m`).
@@ -51,18 +28,9 @@ pub fn parse_us_map(
     option: &'static str,
     text: &str,
 ) -> Result<HashMap<String, f64>, LoadgenError> {
-    let mut out = HashMap::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (label, value) = part.split_once('=').ok_or_else(|| {
-            LoadgenError::invalid(
-                option,
-                format!("`{part}` is not `label=duration` (e.g. auth=0.05ms)"),
-            )
-        })?;
-        let us = parse_us(value, 1e3).map_err(|e| LoadgenError::invalid(option, e))?;
-        out.insert(label.trim().to_string(), us);
-    }
-    Ok(out)
+    let entries = parse_label_duration_list(text, DurationSyntax::bare_numbers_in(1e3))
+        .map_err(|e| LoadgenError::invalid(option, e.to_string()))?;
+    Ok(entries.into_iter().collect())
 }
 
 #[cfg(test)]

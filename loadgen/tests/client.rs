@@ -17,8 +17,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use slokit_functions::{Arrival, RunRecord, Schedule, ScheduledFunction};
 use slokit_loadgen::{run_blocking, CapMode, ClientConfig, LoadgenError, NoReporter};
+use slokit_model::{Arrival, RunRecord, Schedule, ScheduledFunction};
 
 /// A loopback server: `/invoke/ok` → 200 with `x-slokit-exec-us: 123`,
 /// `/invoke/fail` → 500, `/invoke/slow` → 200 after 1 s. Stops on drop.

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use slokit_functions::Environment;
+use slokit_model::Environment;
 use slokit_sys::cpu::{get_affinity, parse_cpu_list_lenient};
 use slokit_sys::sched::gettid;
 

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use slokit_functions::record::{decode_histogram, encode_histogram};
-use slokit_functions::Environment;
+use slokit_model::record::{decode_histogram, encode_histogram};
+use slokit_model::Environment;
 
 use crate::error::ProfileError;
 use crate::isolation::{IsolateOutcome, Policy};
@@ -325,7 +325,7 @@ impl Profile {
             schema: PROFILE_SCHEMA.into(),
             version: PROFILE_VERSION,
             function,
-            slokit_version: slokit_functions::VERSION.into(),
+            slokit_version: slokit_model::VERSION.into(),
             created_unix_s: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),

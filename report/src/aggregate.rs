@@ -35,8 +35,8 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use slokit_functions::record::{decode_histogram, encode_histogram, RunKind, TimelinePoint};
-use slokit_functions::{Environment, FunctionStats, RunRecord};
+use slokit_model::record::{decode_histogram, encode_histogram, RunKind, TimelinePoint};
+use slokit_model::{Environment, FunctionStats, RunRecord};
 
 use crate::fmt;
 use crate::gate::{Gate, GateResult};
@@ -60,7 +60,7 @@ pub const AGREEMENT_TOLERANCE: f64 = 0.25;
 /// agreement.
 pub const AGREEMENT_MIN_SERVICE_MS: f64 = 1.0;
 /// The exit code of `slokit compare` when a gate fails.
-pub const GATE_FAILED_EXIT: i32 = 99;
+pub const GATE_FAILED_EXIT: i32 = slokit_model::contract::GATE_FAILED_EXIT;
 /// A model's mean service time further than this (relative) from what the
 /// requests used on the machine is named as the reason a simulation
 /// disagrees.
@@ -1099,7 +1099,7 @@ fn model_agreement(
 mod tests {
     use super::*;
     use crate::testdata::{self, exact_record, run, single};
-    use slokit_functions::Outcome;
+    use slokit_model::Outcome;
 
     fn approx(a: f64, b: f64) -> bool {
         (a - b).abs() <= 1e-9 * b.abs().max(1.0)

@@ -26,7 +26,7 @@
 use std::fmt as sfmt;
 
 use serde::{Deserialize, Serialize};
-use slokit_functions::record::RunKind;
+use slokit_model::record::RunKind;
 
 use crate::aggregate::{PolicyFigures, Report, ScenarioReport, REFERENCE};
 use crate::ReportError;

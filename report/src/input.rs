@@ -4,8 +4,8 @@
 //! also save it and re-render a report later.
 
 use serde::{Deserialize, Serialize};
-use slokit_functions::record::{RunKind, RunRecord, TimelinePoint};
-use slokit_functions::Environment;
+use slokit_model::record::{RunKind, RunRecord, TimelinePoint};
+use slokit_model::Environment;
 
 use crate::ReportError;
 

@@ -340,7 +340,7 @@ pub(crate) fn slowdown(
 
 /// Keeps at most `max` points: the first of each stride for the slice
 /// (it moves slowly) and the stride's largest queue (spikes matter).
-fn thin(points: &[slokit_functions::record::TimelinePoint], max: usize) -> Vec<(f64, f64, f64)> {
+fn thin(points: &[slokit_model::record::TimelinePoint], max: usize) -> Vec<(f64, f64, f64)> {
     let stride = points.len().div_ceil(max.max(1)).max(1);
     points
         .chunks(stride)

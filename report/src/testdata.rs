@@ -7,14 +7,14 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal};
-use slokit_functions::record::{RunKind, TimelinePoint, RUN_SCHEMA};
-use slokit_functions::{Environment, FunctionRecorder, Outcome, RunRecord, Sample};
+use slokit_model::record::{RunKind, TimelinePoint, RUN_SCHEMA};
+use slokit_model::{Environment, FunctionRecorder, Outcome, RunRecord, Sample};
 
 use crate::{parse_gate, Comparison, PolicyRun, Report, ReportOptions, ScenarioRuns};
 
 pub(crate) fn environment() -> Environment {
     Environment {
-        slokit_version: slokit_functions::VERSION.to_string(),
+        slokit_version: slokit_model::VERSION.to_string(),
         hostname: Some("testhost".into()),
         cpu_model: Some("Test CPU @ 2.0GHz".into()),
         logical_cpus: 2,
@@ -100,7 +100,7 @@ fn record(funs: &[Fun], policy: &str, kind: RunKind, seed: u64, n: usize) -> Run
         .collect();
     RunRecord {
         schema: RUN_SCHEMA.into(),
-        slokit_version: slokit_functions::VERSION.into(),
+        slokit_version: slokit_model::VERSION.into(),
         kind,
         policy: Some(policy.into()),
         monitor: (kind == RunKind::Measured).then(|| "ebpf".into()),

@@ -12,7 +12,7 @@ use slokit_sched::sim::{simulate, Horizon, PoissonMix, ServiceModel, SimConfig, 
 const N: usize = 1_000_000;
 const CPUS: u32 = 64;
 
-fn workload() -> (slokit_functions::Schedule, ServiceModel) {
+fn workload() -> (slokit_model::Schedule, ServiceModel) {
     let mut entries = PoissonMix::parse_weights("auth:0.9,video:0.1").expect("static mix");
     entries[0].deadline_us = Some(5_000.0);
     entries[1].deadline_us = Some(300_000.0);

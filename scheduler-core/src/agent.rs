@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
-use slokit_functions::record::TimelinePoint;
+use slokit_model::record::TimelinePoint;
 
 use crate::actuator::{Actuator, Applied};
 use crate::clock::MonotonicClock;
@@ -930,6 +930,6 @@ impl LoopState {
 /// Prints `agent ready` on stdout, flushed (the compare command waits for it).
 pub fn print_ready() {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "agent ready");
+    let _ = writeln!(out, "{}", slokit_model::contract::AGENT_READY);
     let _ = out.flush();
 }

@@ -46,7 +46,7 @@ use std::path::Path;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use slokit_functions::record::{encode_histogram, Percentiles, TimelinePoint};
+use slokit_model::record::{encode_histogram, Percentiles, TimelinePoint};
 
 use crate::error::SchedError;
 use crate::params::TwoLevelParams;

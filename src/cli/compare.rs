@@ -16,7 +16,7 @@ use slokit_report::{exporter_for, parse_gates, Format, Report, ReportOptions};
 use slokit_sched::Policy;
 
 /// Exit code when a `--gate` threshold fails (k6's convention).
-pub const EXIT_GATE_FAILED: i32 = 99;
+pub const EXIT_GATE_FAILED: i32 = slokit_report::GATE_FAILED_EXIT;
 
 /// Arguments of `slokit compare`.
 #[derive(Debug, clap::Args)]

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use slokit_functions::contract::LISTENING_ON;
 use slokit_functions::host::{self, Host, HostConfig, ShutdownSignals};
 use slokit_functions::{Catalogue, CatalogueConfig};
 use slokit_sys::cpu::{format_cpu_list, parse_cpu_list};
@@ -83,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         );
     }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on http://{}", running.local_addr())?;
+    writeln!(out, "{LISTENING_ON} http://{}", running.local_addr())?;
     out.flush()?;
     drop(out);
     eprintln!(

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use slokit_functions::contract::{AGENT_READY, LISTENING_ON};
 use slokit_functions::record::TimelinePoint;
 use slokit_functions::{RunRecord, Schedule};
 use slokit_loadgen::{ClientConfig, Reporter};
@@ -94,12 +95,12 @@ fn start_hosts(schedule: &Schedule, s: &RunSettings) -> anyhow::Result<Hosts> {
         let (guard, line) = ChildGuard::spawn_until_ready(
             &format!("host for {}", f.label),
             cmd,
-            "listening on",
+            LISTENING_ON,
             Duration::from_secs(20),
             Some(&log),
         )?;
         let base = line
-            .trim_start_matches("listening on")
+            .trim_start_matches(LISTENING_ON)
             .trim()
             .trim_end_matches('/')
             .to_string();
@@ -155,7 +156,7 @@ fn start_agent(
     let (guard, _) = ChildGuard::spawn_until_ready(
         &format!("scheduling agent ({})", policy.name()),
         cmd,
-        "agent ready",
+        AGENT_READY,
         Duration::from_secs(30),
         Some(&log),
     )?;

@@ -8,6 +8,8 @@ use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use slokit_model::contract::{EXEC_US_HEADER, TID_HEADER};
+
 /// Longest request head (request line + headers) accepted.
 pub(crate) const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 32;
@@ -274,7 +276,7 @@ pub(crate) fn encode_reply(reply: &Reply<'_>, out: &mut Vec<u8>) {
     // Writing into a Vec cannot fail.
     let _ = write!(
         out,
-        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nx-slokit-tid: {}\r\n",
+        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n{TID_HEADER}: {}\r\n",
         reply.status,
         reason(reply.status),
         reply.content_type,
@@ -282,7 +284,7 @@ pub(crate) fn encode_reply(reply: &Reply<'_>, out: &mut Vec<u8>) {
         reply.tid
     );
     if let Some(exec) = reply.exec {
-        let _ = write!(out, "x-slokit-exec-us: {}\r\n", exec.as_micros());
+        let _ = write!(out, "{EXEC_US_HEADER}: {}\r\n", exec.as_micros());
     }
     if let Some(allow) = reply.allow {
         let _ = write!(out, "allow: {allow}\r\n");

@@ -32,8 +32,8 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use hyper::header::HeaderValue;
 use hyper::Uri;
-use slokit_functions::record::{Percentiles, RunKind, SendAccuracy, RUN_SCHEMA};
-use slokit_functions::{Environment, FunctionRecorder, RunRecord, Schedule};
+use slokit_model::record::{Percentiles, RunKind, SendAccuracy, RUN_SCHEMA};
+use slokit_model::{Environment, FunctionRecorder, RunRecord, Schedule};
 
 pub use shard::EXEC_HEADER;
 use shard::{Counters, Endpoint, Plan, Route, ShardInput, ShardResult};
@@ -587,7 +587,7 @@ fn assemble(
     }
     RunRecord {
         schema: RUN_SCHEMA.to_string(),
-        slokit_version: slokit_functions::VERSION.to_string(),
+        slokit_version: slokit_model::VERSION.to_string(),
         kind: RunKind::Measured,
         policy: None,
         monitor: None,

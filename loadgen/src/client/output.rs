@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
-use slokit_functions::Outcome;
+use slokit_model::Outcome;
 
 use crate::LoadgenError;
 

@@ -28,7 +28,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
-use slokit_functions::{FunctionRecorder, Outcome, Sample, Schedule};
+use slokit_model::{FunctionRecorder, Outcome, Sample, Schedule};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -36,7 +36,7 @@ use super::output::{Interval, Row};
 use super::{CapMode, ClientConfig};
 
 /// Header in which slokit's host reports the execution time of a request.
-pub const EXEC_HEADER: &str = "x-slokit-exec-us";
+pub const EXEC_HEADER: &str = slokit_model::contract::EXEC_US_HEADER;
 
 type Sender = SendRequest<Full<Bytes>>;
 

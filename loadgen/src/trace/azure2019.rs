@@ -15,7 +15,7 @@ use std::path::Path;
 use rand::Rng;
 use rand_distr::{Distribution, Exp1};
 use serde_json::json;
-use slokit_functions::{Arrival, Schedule, ScheduledFunction};
+use slokit_model::{Arrival, Schedule, ScheduledFunction};
 
 use super::{csv_error, open, round_stochastic, At};
 use crate::arrivals::rng;

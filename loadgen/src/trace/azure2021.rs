@@ -9,7 +9,7 @@ use std::path::Path;
 
 use rand::Rng;
 use serde_json::json;
-use slokit_functions::{Arrival, Schedule, ScheduledFunction};
+use slokit_model::{Arrival, Schedule, ScheduledFunction};
 
 use super::{csv_error, open, At};
 use crate::arrivals::rng;

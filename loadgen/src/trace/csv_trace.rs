@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use serde_json::Value;
-use slokit_functions::{Arrival, Schedule, ScheduledFunction};
+use slokit_model::{Arrival, Schedule, ScheduledFunction};
 
 use super::{csv_error, open, At};
 use crate::LoadgenError;

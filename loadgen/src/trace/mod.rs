@@ -1,4 +1,4 @@
-//! Trace readers: each turns a trace file into a [`slokit_functions::Schedule`]
+//! Trace readers: each turns a trace file into a [`slokit_model::Schedule`]
 //! of `spin` (or named) invocations. A malformed trace is reported with the
 //! file, line and column (1-based, as the csv crate counts positions), so the
 //! fix is one look away.

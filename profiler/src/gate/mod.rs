@@ -347,7 +347,7 @@ pub fn run_gate(
         });
     }
     Ok(GateReport {
-        slokit_version: slokit_functions::VERSION.into(),
+        slokit_version: slokit_model::VERSION.into(),
         environment: env_line,
         threshold: gs.threshold,
         confidence: gs.confidence,

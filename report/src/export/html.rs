@@ -10,7 +10,7 @@
 //! `<body data-plots-rendered>`, next to `data-plots-expected`, so a test
 //! in a real headless browser can check the page (see the tests below).
 
-use slokit_functions::record::{decode_histogram, RunKind};
+use slokit_model::record::{decode_histogram, RunKind};
 
 use crate::aggregate::{BOUND, REFERENCE};
 use crate::export::{agreement_rows, agreement_title, created_utc, environment_rows, Exporter};

@@ -17,8 +17,8 @@ fn cell(s: &str) -> String {
 
 fn sim(p: &PolicyFigures) -> String {
     match p.kind {
-        slokit_functions::record::RunKind::Simulated => format!("*sim {}*", p.policy),
-        slokit_functions::record::RunKind::Measured => format!("**{}**", p.policy),
+        slokit_model::record::RunKind::Simulated => format!("*sim {}*", p.policy),
+        slokit_model::record::RunKind::Measured => format!("**{}**", p.policy),
     }
 }
 
@@ -111,10 +111,10 @@ impl Exporter for MarkdownExporter {
                 o.push_str("\n### Goodput\n\nSuccessful invocations within their deadline per second, all functions together.\n\n| policy | goodput /s |\n| --- | ---: |\n");
                 for g in &s.goodput {
                     let name = match g.kind {
-                        slokit_functions::record::RunKind::Simulated => {
+                        slokit_model::record::RunKind::Simulated => {
                             format!("*sim {}*", g.policy)
                         }
-                        slokit_functions::record::RunKind::Measured => format!("**{}**", g.policy),
+                        slokit_model::record::RunKind::Measured => format!("**{}**", g.policy),
                     };
                     o.push_str(&format!("| {name} | {} |\n", spread_with(&g.per_s, num)));
                 }

@@ -161,10 +161,10 @@ fn wrap(text: &str, width: usize) -> String {
     lines.join("\n")
 }
 
-fn sim_prefix(kind: slokit_functions::record::RunKind) -> &'static str {
+fn sim_prefix(kind: slokit_model::record::RunKind) -> &'static str {
     match kind {
-        slokit_functions::record::RunKind::Simulated => "sim ",
-        slokit_functions::record::RunKind::Measured => "",
+        slokit_model::record::RunKind::Simulated => "sim ",
+        slokit_model::record::RunKind::Measured => "",
     }
 }
 

@@ -2,7 +2,7 @@
 //! The function host (`slokit serve --notify PATH`) sends one
 //! [`NotifyEvent`] datagram per arrival and completion to a Unix datagram
 //! socket the agent binds at PATH (wire format in
-//! `slokit_functions::notify`). Arrivals map to receives and completions to
+//! `slokit_model::notify`). Arrivals map to receives and completions to
 //! sends on the connection id, so the same register applies. Credit is read
 //! from /proc/<pid>/task/<tid>/schedstat (precise to one scheduler tick).
 
@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
-use slokit_functions::notify::{NotifyEvent, NotifyKind, NOTIFY_LEN};
+use slokit_model::notify::{NotifyEvent, NotifyKind, NOTIFY_LEN};
 
 use super::Monitor;
 use crate::error::SchedError;

@@ -63,7 +63,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
-use slokit_functions::record::TimelinePoint;
+use slokit_model::record::TimelinePoint;
 
 use super::{EngineRun, Jobs, Key};
 use crate::clock::MockClock;

@@ -2,33 +2,16 @@
 //! inter-arrival times), each one a function drawn by weight. It is the
 //! M in the M/G/c models the simulator is validated against, and the
 //! built-in workload of `slokit simulate --mix`. The output is an ordinary
-//! [`Schedule`], so the same arrivals can be replayed on real hosts.
+//! [`Schedule`], so the same arrivals can be replayed on real hosts. The
+//! generator itself is [`slokit_model::mix`], shared with the load
+//! generator; choosing λ for a utilisation under a [`ServiceModel`] is the
+//! simulator's.
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use slokit_functions::{Arrival, Schedule, ScheduledFunction};
+use slokit_model::mix::{self, WeightSyntax};
+pub use slokit_model::mix::{Horizon, MixEntry};
+use slokit_model::{Schedule, ScheduledFunction};
 
 use super::{ServiceModel, SimError};
-
-/// One function of a mix.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MixEntry {
-    /// Label in the schedule; also the host function it names.
-    pub label: String,
-    /// Relative share of arrivals (normalised over the mix).
-    pub weight: f64,
-    /// Deadline in µs, when the function has an SLO.
-    pub deadline_us: Option<f64>,
-}
-
-/// When the generator stops.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Horizon {
-    /// Arrivals up to this many seconds.
-    Seconds(f64),
-    /// Exactly this many arrivals.
-    Arrivals(usize),
-}
 
 /// A Poisson arrival process over a weighted set of functions.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,40 +27,19 @@ pub struct PoissonMix {
 impl PoissonMix {
     /// Parses `auth:0.9,video:0.1` into entries without deadlines.
     pub fn parse_weights(text: &str) -> Result<Vec<MixEntry>, SimError> {
-        let bad = |reason: String| SimError::Spec {
+        let syntax = WeightSyntax {
+            bare_label_weight: None,
+            zero_weight: false,
+        };
+        let weights = mix::parse_weights(text, syntax).map_err(|reason| SimError::Spec {
             what: "mix",
             input: text.to_string(),
             reason,
-        };
-        let mut out: Vec<MixEntry> = Vec::new();
-        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (label, w) = part
-                .split_once(':')
-                .ok_or_else(|| bad(format!("`{part}` is not LABEL:WEIGHT (e.g. auth:0.9)")))?;
-            let weight: f64 = w
-                .trim()
-                .parse()
-                .map_err(|_| bad(format!("weight `{w}` of `{label}` is not a number")))?;
-            if !(weight.is_finite() && weight > 0.0) {
-                return Err(bad(format!(
-                    "weight of `{label}` must be positive, got {weight}"
-                )));
-            }
-            if out.iter().any(|e| e.label == label) {
-                return Err(bad(format!("`{label}` appears twice")));
-            }
-            out.push(MixEntry {
-                label: label.trim().to_string(),
-                weight,
-                deadline_us: None,
-            });
-        }
-        if out.is_empty() {
-            return Err(bad(
-                "name at least one function, e.g. auth:0.9,video:0.1".into()
-            ));
-        }
-        Ok(out)
+        })?;
+        Ok(weights
+            .into_iter()
+            .map(|(label, weight)| MixEntry::named(label, weight, serde_json::Value::Null))
+            .collect())
     }
 
     /// The arrival rate (per second) that loads `cpus` CPUs to utilisation
@@ -123,77 +85,16 @@ impl PoissonMix {
 
     /// Generates the schedule (deterministic for the seed).
     pub fn schedule(&self) -> Result<Schedule, SimError> {
-        let bad = |reason: String| SimError::Spec {
-            what: "mix",
-            input: format!(
-                "{:?}",
-                self.entries.iter().map(|e| &e.label).collect::<Vec<_>>()
-            ),
-            reason,
-        };
-        if self.entries.is_empty() {
-            return Err(bad("the mix names no function".into()));
-        }
-        if !(self.rate_per_s.is_finite() && self.rate_per_s > 0.0) {
-            return Err(bad(format!(
-                "the rate must be positive, got {}",
-                self.rate_per_s
-            )));
-        }
-        let total: f64 = self.entries.iter().map(|e| e.weight).sum();
-        let mut cumulative = Vec::with_capacity(self.entries.len());
-        let mut acc = 0.0;
-        for e in &self.entries {
-            acc += e.weight / total;
-            cumulative.push(acc);
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let mean_iat_ns = 1e9 / self.rate_per_s;
-        let (limit_ns, limit_n) = match self.horizon {
-            Horizon::Seconds(s) => (s * 1e9, usize::MAX),
-            Horizon::Arrivals(n) => (f64::INFINITY, n),
-        };
-        let expected = match self.horizon {
-            Horizon::Seconds(s) => (s * self.rate_per_s * 1.01) as usize + 16,
-            Horizon::Arrivals(n) => n,
-        };
-        let mut arrivals = Vec::with_capacity(expected.min(50_000_000));
-        let mut t = 0.0f64;
-        while arrivals.len() < limit_n {
-            let e: f64 = rand_distr::Distribution::sample(&rand_distr::Exp1, &mut rng);
-            t += e * mean_iat_ns;
-            if t > limit_ns {
-                break;
-            }
-            let u: f64 = rng.random();
-            let function = cumulative
-                .iter()
-                .position(|&c| u < c)
-                .unwrap_or(self.entries.len() - 1) as u32;
-            arrivals.push(Arrival::new(t.round() as u64, function));
-        }
-        let mix: Vec<String> = self
-            .entries
-            .iter()
-            .map(|e| format!("{}:{}", e.label, e.weight))
-            .collect();
-        Ok(Schedule {
-            source: format!("poisson {:.1}/s mix {}", self.rate_per_s, mix.join(",")),
-            seed: self.seed,
-            functions: self
-                .entries
-                .iter()
-                .map(|e| ScheduledFunction {
-                    label: e.label.clone(),
-                    function: e.label.clone(),
-                    params: serde_json::Value::Null,
-                    service_us: None,
-                    deadline_us: e.deadline_us,
-                })
-                .collect(),
-            arrivals,
-            extras: Vec::new(),
-        })
+        mix::poisson_schedule(&self.entries, self.rate_per_s, self.horizon, self.seed).map_err(
+            |reason| SimError::Spec {
+                what: "mix",
+                input: format!(
+                    "{:?}",
+                    self.entries.iter().map(|e| &e.label).collect::<Vec<_>>()
+                ),
+                reason,
+            },
+        )
     }
 }
 

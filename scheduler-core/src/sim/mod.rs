@@ -40,10 +40,8 @@ use std::str::FromStr;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use slokit_functions::record::{RunKind, TimelinePoint, RUN_SCHEMA};
-use slokit_functions::{
-    Environment, FunctionRecorder, Outcome, RunRecord, Sample, Schedule, VERSION,
-};
+use slokit_model::record::{RunKind, TimelinePoint, RUN_SCHEMA};
+use slokit_model::{Environment, FunctionRecorder, Outcome, RunRecord, Sample, Schedule, VERSION};
 
 use crate::clock::MockClock;
 use crate::policy::{self, LasParams, Policy, PolicyConfig, PolicyReport};

@@ -16,7 +16,8 @@ use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal};
-use slokit_functions::{Schedule, ScheduledFunction};
+use slokit_model::units::{self, DurationSyntax};
+use slokit_model::{Schedule, ScheduledFunction};
 
 use super::SimError;
 
@@ -98,15 +99,14 @@ impl ServiceSampler {
     }
 
     /// A sampler over a histogram encoded by
-    /// [`slokit_functions::record::encode_histogram`] (as profiles and run
+    /// [`slokit_model::record::encode_histogram`] (as profiles and run
     /// records store it).
     pub fn from_encoded_histogram(b64: &str) -> Result<Self, SimError> {
-        let h =
-            slokit_functions::record::decode_histogram(b64).map_err(|reason| SimError::Spec {
-                what: "service histogram",
-                input: format!("{}…", b64.chars().take(16).collect::<String>()),
-                reason,
-            })?;
+        let h = slokit_model::record::decode_histogram(b64).map_err(|reason| SimError::Spec {
+            what: "service histogram",
+            input: format!("{}…", b64.chars().take(16).collect::<String>()),
+            reason,
+        })?;
         Self::from_histogram(&h)
     }
 
@@ -317,61 +317,22 @@ impl FromStr for ServiceSampler {
 /// Parses a duration with a unit (`ns`, `us`/`µs`, `ms`, `s`, `m`) into µs.
 /// A bare number is rejected: the unit is not guessable.
 pub fn parse_duration_us(text: &str) -> Result<f64, SimError> {
-    let t = text.trim();
-    let bad = |reason: &str| SimError::Spec {
+    units::parse_duration_us(text, DurationSyntax::UNIT_REQUIRED).map_err(|e| SimError::Spec {
         what: "duration",
-        input: t.to_string(),
-        reason: reason.to_string(),
-    };
-    let split = t
-        .find(|c: char| c.is_alphabetic() || c == 'µ')
-        .ok_or_else(|| bad("give a unit: ns, us, ms, s or m (for example 0.5ms)"))?;
-    let (num, unit) = t.split_at(split);
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| bad(&format!("`{num}` is not a number")))?;
-    let scale = match unit {
-        "ns" => 1e-3,
-        "us" | "µs" => 1.0,
-        "ms" => 1e3,
-        "s" => 1e6,
-        "m" | "min" => 60e6,
-        _ => {
-            return Err(bad(&format!(
-                "unknown unit `{unit}` (use ns, us, ms, s or m)"
-            )))
-        }
-    };
-    let us = v * scale;
-    if !(us.is_finite() && us >= 0.0) {
-        return Err(bad("must be a finite, non-negative duration"));
-    }
-    Ok(us)
+        input: e.input,
+        reason: e.reason,
+    })
 }
 
 /// Parses `LABEL=DURATION` entries (for example `auth=5ms`) into µs.
 pub fn parse_label_durations<'a>(
     specs: impl IntoIterator<Item = &'a str>,
 ) -> Result<Vec<(String, f64)>, SimError> {
-    let mut out: Vec<(String, f64)> = Vec::new();
-    for spec in specs.into_iter().map(str::trim).filter(|s| !s.is_empty()) {
-        let bad = |reason: String| SimError::Spec {
-            what: "LABEL=DURATION",
-            input: spec.to_string(),
-            reason,
-        };
-        let (label, d) = spec
-            .split_once('=')
-            .ok_or_else(|| bad("expected LABEL=DURATION, for example auth=5ms".into()))?;
-        let label = label.trim();
-        if out.iter().any(|(l, _)| l == label) {
-            return Err(bad(format!("`{label}` is given twice")));
-        }
-        let us = parse_duration_us(d).map_err(|e| bad(e.to_string()))?;
-        out.push((label.to_string(), us));
-    }
-    Ok(out)
+    units::parse_label_durations(specs, DurationSyntax::UNIT_REQUIRED).map_err(|e| SimError::Spec {
+        what: "LABEL=DURATION",
+        input: e.entry().to_string(),
+        reason: e.reason(),
+    })
 }
 
 /// Samplers per schedule label, plus an optional one for every other label.
@@ -595,7 +556,7 @@ mod tests {
         let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
         h.record_n(100, 3).unwrap();
         h.record_n(10_000, 1).unwrap();
-        let encoded = slokit_functions::record::encode_histogram(&h);
+        let encoded = slokit_model::record::encode_histogram(&h);
         let s = ServiceSampler::from_encoded_histogram(&encoded).unwrap();
         assert!((s.mean_us() - (300.0 + 10_000.0) / 4.0).abs() < 10.0);
         let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -615,7 +576,7 @@ mod tests {
 
     #[test]
     fn draw_is_deterministic_and_respects_precedence() {
-        use slokit_functions::{Arrival, ScheduledFunction};
+        use slokit_model::{Arrival, ScheduledFunction};
         let f = |label: &str, service_us| ScheduledFunction {
             label: label.into(),
             function: label.into(),

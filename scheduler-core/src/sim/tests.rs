@@ -4,7 +4,7 @@
 //! conservation.
 
 use serde_json::Value;
-use slokit_functions::{Arrival, ScheduledFunction};
+use slokit_model::{Arrival, ScheduledFunction};
 
 use super::theory::*;
 use super::*;
@@ -832,7 +832,7 @@ fn record_has_the_run_schema() {
     for p in SimPolicy::ALL {
         let out = simulate(&s, &m, &SimConfig::new(2, p)).unwrap();
         let r = &out.record;
-        assert_eq!(r.kind, slokit_functions::record::RunKind::Simulated);
+        assert_eq!(r.kind, slokit_model::record::RunKind::Simulated);
         assert_eq!(r.policy.as_deref(), Some(p.name()));
         assert_eq!(r.monitor, None);
         assert_eq!(r.source, s.source);
