@@ -635,7 +635,10 @@ fn las_parks_workers_drops_long_requests_and_restores_every_thread() {
     assert_eq!(fifo_threads(pid), 0, "{:?}", policies(pid));
     let m = read_metrics(&metrics);
     assert_eq!(m["policy"], "las");
-    assert_eq!(m["agent_idle_poll"], true, "auto: on for las");
+    assert_eq!(
+        m["agent_idle_poll"], false,
+        "auto: off for las, which has no decision on the arrival path"
+    );
     assert_eq!(m["requests_completed"], 20);
     let las = &m["las"];
     assert_eq!(las["thresholds_us"], serde_json::json!([2000.0, 8000.0]));

@@ -133,8 +133,12 @@ pub const DEFAULT_AGENT_PRIORITY: u8 = 50;
 /// Whether the agent keeps its CPUs out of idle with `SCHED_IDLE` spinners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum IdlePoll {
-    /// On for the policies that decide per event (two-level, las), off for
-    /// the baselines, which only count requests.
+    /// On for two-level, whose arrival → SCHED_FIFO decision they speed
+    /// up; off for las (parked workers: the kernel preempts on arrival, no
+    /// decision waits for the agent) and for the baselines, which only
+    /// count requests. On a VM a CPU that never halts is also one the host
+    /// deschedules more: with pollers, las's load generator on the same CPU
+    /// ran late (docs/measurements.md).
     #[default]
     Auto,
     On,
@@ -147,7 +151,7 @@ impl IdlePoll {
         match self {
             IdlePoll::On => true,
             IdlePoll::Off => false,
-            IdlePoll::Auto => matches!(policy, Policy::TwoLevel | Policy::Las),
+            IdlePoll::Auto => policy == Policy::TwoLevel,
         }
     }
 }
@@ -585,7 +589,14 @@ impl LoopState {
             }
             None => None,
         };
-        let lead_ns = cfg.timer_lead.as_nanos() as u64;
+        // Only a policy whose wake-ups are deadlines to the µs (two-level's
+        // credit) is worth a busy-wait at the agent's priority on its CPU,
+        // where the load generator runs too.
+        let lead_ns = if self.policy.punctual_timers() {
+            cfg.timer_lead.as_nanos() as u64
+        } else {
+            0
+        };
         let per_event = self.policy.decides_per_event();
         let mut actions: Vec<Action> = Vec::new();
         self.find_workers(cfg, &mut actions);

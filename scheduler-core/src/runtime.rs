@@ -403,6 +403,10 @@ impl<C: Clock> SchedPolicy for Runtime<C> {
         self.start_credits(cpu);
     }
 
+    fn punctual_timers(&self) -> bool {
+        true
+    }
+
     fn next_wakeup(&self, cpu: &dyn CpuTimes) -> Option<u64> {
         Runtime::next_wakeup(self, cpu)
     }

@@ -63,13 +63,13 @@ pub struct Args {
     /// Keep the agent CPUs out of idle with SCHED_IDLE spinners, so an
     /// arrival wakes the agent with a preemption instead of waking a halted
     /// CPU (slow on a VM); they also watch the eBPF ring and wake the
-    /// agent from its own CPU. auto: on for two-level and las, which decide
-    /// per event; off for the baselines.
+    /// agent from its own CPU. auto: on for two-level (a decision waits on
+    /// every arrival); off for las (none does) and the baselines.
     #[arg(long, value_enum, default_value_t = IdlePoll::Auto)]
     idle_poll: IdlePoll,
-    /// two-level and las: arm the policy's timer this many µs early and
-    /// spin the rest on the agent CPU (a timerfd fires late on a VM; 0
-    /// where timers are punctual). At most 1000.
+    /// two-level: arm the credit timer this many µs early and spin the
+    /// rest on the agent CPU (a timerfd fires late on a VM; 0 where timers
+    /// are punctual; las does not spin). At most 1000.
     #[arg(long, value_name = "US", default_value_t = DEFAULT_TIMER_LEAD.as_micros() as u64)]
     timer_lead_us: u64,
     #[command(flatten)]

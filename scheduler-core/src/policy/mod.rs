@@ -156,6 +156,15 @@ pub trait SchedPolicy {
         None
     }
 
+    /// Whether its wake-ups must be kept to the µs, so that the agent arms
+    /// its timer early and spins the rest (`--timer-lead-us`): two-level's
+    /// credit is a budget the seed defines exactly; las's thresholds only
+    /// decide when a request drops a level, where tens of µs late cost
+    /// nothing worth a busy-wait beside the load generator.
+    fn punctual_timers(&self) -> bool {
+        false
+    }
+
     /// What the policy holds now.
     fn snapshot(&self) -> Snapshot {
         Snapshot::default()
