@@ -98,21 +98,35 @@ pub struct Args {
     worker_prefix: String,
 }
 
-fn parse_service(s: &str) -> Result<(u32, f64), String> {
-    let (pid, us) = s
+/// `PID=VALUE` with a positive value in `unit` (`what` names it in errors,
+/// `placeholder` is the flag's value name after `PID=`).
+fn parse_pid_value(
+    s: &str,
+    what: &str,
+    unit: &str,
+    placeholder: &str,
+) -> Result<(u32, f64), String> {
+    let (pid, value) = s
         .split_once('=')
-        .ok_or_else(|| format!("expected PID=US, got `{s}`"))?;
+        .ok_or_else(|| format!("expected PID={placeholder}, got `{s}`"))?;
     let pid = pid
         .trim()
         .parse()
         .map_err(|_| format!("bad pid in `{s}`"))?;
-    let us: f64 = us.trim().parse().map_err(|_| format!("bad µs in `{s}`"))?;
-    if !(us.is_finite() && us > 0.0) {
+    let value: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad {unit} in `{s}`"))?;
+    if !(value.is_finite() && value > 0.0) {
         return Err(format!(
-            "service time must be a positive number of µs, got `{s}`"
+            "{what} must be a positive number of {unit}, got `{s}`"
         ));
     }
-    Ok((pid, us))
+    Ok((pid, value))
+}
+
+fn parse_service(s: &str) -> Result<(u32, f64), String> {
+    parse_pid_value(s, "service time", "µs", "US")
 }
 
 fn read_params(path: &std::path::Path) -> anyhow::Result<PolicyParams> {
@@ -122,20 +136,7 @@ fn read_params(path: &std::path::Path) -> anyhow::Result<PolicyParams> {
 }
 
 fn parse_deadline(s: &str) -> Result<(u32, f64), String> {
-    let (pid, ms) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected PID=MS, got `{s}`"))?;
-    let pid = pid
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad pid in `{s}`"))?;
-    let ms: f64 = ms.trim().parse().map_err(|_| format!("bad ms in `{s}`"))?;
-    if !(ms.is_finite() && ms > 0.0) {
-        return Err(format!(
-            "deadline must be a positive number of ms, got `{s}`"
-        ));
-    }
-    Ok((pid, ms))
+    parse_pid_value(s, "deadline", "ms", "MS")
 }
 
 impl Args {
