@@ -1,10 +1,23 @@
-//! Units: parsing of human durations (`30s`, `500ms`, `2m`, `50us`) into
+//! Units: [`human_us`], the one readable form of a duration in tables, and
+//! parsing of human durations (`30s`, `500ms`, `2m`, `50us`) into
 //! microseconds, and of `label=duration` lists (`--service`, `--deadline`,
 //! `--known-service`). One parser serves every command line; a
 //! [`DurationSyntax`] says whether a bare number is allowed (and in which
 //! unit) and whether hours are.
 
 use std::fmt;
+
+/// A duration given in µs, readable at any scale: `0.51 µs`, `3.22 ms`,
+/// `1.24 s` (two decimals in the largest unit below the value).
+pub fn human_us(us: f64) -> String {
+    if us.abs() >= 1e6 {
+        format!("{:.2} s", us / 1e6)
+    } else if us.abs() >= 1e3 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{us:.2} µs")
+    }
+}
 
 /// What a duration's text may look like.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -186,6 +199,16 @@ pub fn parse_label_duration_list(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn human_us_picks_the_unit() {
+        assert_eq!(human_us(0.511), "0.51 µs");
+        assert_eq!(human_us(999.0), "999.00 µs");
+        assert_eq!(human_us(3222.0), "3.22 ms");
+        assert_eq!(human_us(5000.0), "5.00 ms");
+        assert_eq!(human_us(1_240_000.0), "1.24 s");
+    }
+
     use super::*;
 
     const BARE_US: DurationSyntax = DurationSyntax::bare_numbers_in(1.0);

@@ -16,6 +16,7 @@ use slokit_profiler::{
 };
 
 use super::invoke::params_object;
+use slokit_model::units::human_us as us;
 
 /// Exit code after Ctrl-C (128 + SIGINT), as shells report it.
 pub const EXIT_INTERRUPTED: i32 = 130;
@@ -264,14 +265,6 @@ impl Observer for TerminalObserver {
 impl Drop for TerminalObserver {
     fn drop(&mut self) {
         self.clear_bar();
-    }
-}
-
-fn us(x: f64) -> String {
-    if x >= 1e3 {
-        format!("{:.3} ms", x / 1e3)
-    } else {
-        format!("{x:.2} µs")
     }
 }
 

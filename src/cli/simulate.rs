@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use slokit_functions::record::TimelinePoint;
 use slokit_functions::{RunRecord, Schedule};
+use slokit_model::units::human_us;
 use slokit_sched::sim::{
     self, parse_duration_us, parse_label_durations, Horizon, PoissonMix, ServiceModel,
     ServiceSampler, SimConfig, SimPolicy,
@@ -408,16 +409,6 @@ fn sibling(path: &Path, tag: &str) -> PathBuf {
         None => format!("{stem}.{tag}"),
     };
     path.with_file_name(name)
-}
-
-fn human_us(us: f64) -> String {
-    if us < 1e3 {
-        format!("{us:.0} µs")
-    } else if us < 1e6 {
-        format!("{:.2} ms", us / 1e3)
-    } else {
-        format!("{:.2} s", us / 1e6)
-    }
 }
 
 fn table(records: &[RunRecord]) -> Table {

@@ -37,16 +37,8 @@ pub(crate) fn pct(x: f64) -> String {
     format!("{:+.1} %", x * 100.0)
 }
 
-/// Microseconds, readable at any scale.
-pub(crate) fn us(x: f64) -> String {
-    if x >= 1e6 {
-        format!("{:.3} s", x / 1e6)
-    } else if x >= 1e3 {
-        format!("{:.3} ms", x / 1e3)
-    } else {
-        format!("{x:.2} µs")
-    }
-}
+/// Microseconds, readable at any scale (the workspace's one formatter).
+pub(crate) use slokit_model::units::human_us as us;
 
 #[cfg(test)]
 pub(crate) mod tests {
