@@ -27,11 +27,15 @@ pub trait Exporter {
     fn export(&self, report: &Report) -> Result<Vec<u8>, ReportError>;
 }
 
-/// The formats slokit writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The formats slokit writes (`--format`; `text`/`txt` and `md` are
+/// accepted too, in any case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "lowercase")]
 pub enum Format {
+    #[value(alias = "text", alias = "txt")]
     Terminal,
     Json,
+    #[value(alias = "md")]
     Markdown,
     Html,
 }
@@ -39,13 +43,8 @@ pub enum Format {
 impl FromStr for Format {
     type Err = ReportError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "terminal" | "text" | "txt" => Ok(Format::Terminal),
-            "json" => Ok(Format::Json),
-            "markdown" | "md" => Ok(Format::Markdown),
-            "html" => Ok(Format::Html),
-            _ => Err(ReportError::UnknownFormat(s.to_string())),
-        }
+        <Format as clap::ValueEnum>::from_str(s, true)
+            .map_err(|_| ReportError::UnknownFormat(s.to_string()))
     }
 }
 

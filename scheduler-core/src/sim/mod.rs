@@ -77,10 +77,13 @@ pub enum SimError {
 }
 
 /// The modelled policies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[value(rename_all = "kebab-case")]
 pub enum SimPolicy {
     Fifo,
+    #[value(alias = "cfs")]
     Ps,
+    #[value(alias = "twolevel", alias = "two_level")]
     TwoLevel,
     Las,
     Srpt,
@@ -133,18 +136,11 @@ impl FromStr for SimPolicy {
     type Err = SimError;
 
     fn from_str(s: &str) -> Result<Self, SimError> {
-        match s.trim() {
-            "fifo" => Ok(SimPolicy::Fifo),
-            "ps" | "cfs" => Ok(SimPolicy::Ps),
-            "two-level" | "twolevel" | "two_level" => Ok(SimPolicy::TwoLevel),
-            "las" => Ok(SimPolicy::Las),
-            "srpt" => Ok(SimPolicy::Srpt),
-            other => Err(SimError::Spec {
-                what: "policy",
-                input: other.to_string(),
-                reason: "choose fifo, ps, two-level, las or srpt".into(),
-            }),
-        }
+        <SimPolicy as clap::ValueEnum>::from_str(s.trim(), false).map_err(|_| SimError::Spec {
+            what: "policy",
+            input: s.trim().to_string(),
+            reason: "choose fifo, ps, two-level, las or srpt".into(),
+        })
     }
 }
 
