@@ -843,15 +843,11 @@ impl LoopState {
 
     fn sample(&mut self) {
         let p = self.policy.snapshot();
-        let holders = match self.kind {
-            Policy::Fifo => self.register.active() as u32,
-            _ => p.fifo_holders,
-        };
         self.timeline.push(TimelinePoint {
             t_s: self.started.elapsed().as_secs_f64(),
             slice_ms: p.slice_ms,
             queue_len: p.queue_len,
-            fifo_holders: holders,
+            fifo_holders: p.fifo_holders,
             demoted: p.demoted,
         });
     }
