@@ -15,14 +15,17 @@
 pub mod arrivals;
 pub mod client;
 mod error;
+pub mod limits;
 pub mod mix;
 pub mod trace;
 pub mod units;
 
 pub use arrivals::{process_schedule, BurstySpec, Process, ProcessSpec};
 pub use client::{
-    ctrl_c_flag, run, run_blocking, CapMode, ClientConfig, NoReporter, Progress, Reporter,
+    ctrl_c_flag, require_success, run, run_blocking, CapMode, ClientConfig, NoReporter, Progress,
+    Reporter,
 };
 pub use error::LoadgenError;
+pub use limits::{check_expected_invocations, DEFAULT_MAX_INVOCATIONS};
 pub use mix::{mix_schedule, parse_mix, Load, MixEntry, MixSpec};
 pub use trace::{azure2019, azure2021, csv_trace};

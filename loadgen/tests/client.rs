@@ -127,11 +127,7 @@ fn accounted(r: &RunRecord) -> u64 {
     r.functions
         .iter()
         .map(|f| {
-            assert_eq!(
-                f.invocations,
-                f.ok + f.http_errors + f.timeouts + f.connect_errors,
-                "{f:?}"
-            );
+            assert_eq!(f.invocations, f.ok + f.failures(), "{f:?}");
             f.invocations
         })
         .sum()
@@ -182,7 +178,11 @@ fn errors_and_timeouts_are_counted_not_dropped() {
     assert_eq!(by("fail").http_errors, 30);
     assert_eq!(by("fail").slo.unwrap().attainment, 0.0);
     assert_eq!(by("slow").timeouts, 30);
-    assert!(by("slow").response_us.p50 >= 400_000.0);
+    // Failures are counted, never a latency: only `ok` has response times.
+    assert_eq!(by("ok").response_us.count, 30);
+    assert!(by("slow").response().is_none(), "{:?}", by("slow"));
+    assert!(by("fail").response().is_none(), "{:?}", by("fail"));
+    assert!(slokit_loadgen::require_success(&r).is_ok());
 }
 
 #[test]
@@ -203,6 +203,17 @@ fn a_dead_port_fails_fast_or_counts_connect_errors() {
     let r = run_blocking(&s, &cfg, &NoReporter).unwrap();
     assert_eq!(accounted(&r), 20);
     assert_eq!(r.functions[0].connect_errors, 20);
+    assert!(r.functions[0].response().is_none());
+    assert!(
+        r.notes.iter().any(|n| n.contains("none of its 20")),
+        "{:?}",
+        r.notes
+    );
+    let e = slokit_loadgen::require_success(&r).unwrap_err().to_string();
+    assert!(
+        e.contains("20 sent") && e.contains("20 connect errors"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -305,6 +316,10 @@ fn per_label_urls_csv_and_interval_log() {
     };
     assert_eq!(count("ok", "ok", ""), 150);
     assert_eq!(count("other", "http_error", "500"), 150);
+    // A failure's row has its end time but no response time.
+    assert!(rows
+        .iter()
+        .all(|r| (r[7] == "ok") == (!r[5].is_empty() && !r[6].is_empty())));
     let log = std::fs::read(dir.path().join("run.hlog")).unwrap();
     let mut count = 0;
     let mut tags = std::collections::HashSet::new();
@@ -318,7 +333,8 @@ fn per_label_urls_csv_and_interval_log() {
             tags.insert(h.tag().map(|t| t.as_str().to_string()));
         }
     }
-    assert_eq!(count, 300);
+    // Only the successes are latencies in the log.
+    assert_eq!(count, 150);
     assert!(tags.contains(&Some("ok".to_string())));
 }
 

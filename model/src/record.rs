@@ -5,7 +5,10 @@
 //!
 //! Aggregation is HdrHistogram-based (no per-sample vectors on long runs).
 //! A failed or timed-out invocation is an SLO miss: it counts in
-//! `invocations` and in the attainment denominator, never dropped.
+//! `invocations`, in the count of its kind and in the attainment
+//! denominator, never dropped. It is never a latency: response-time,
+//! execution-time and slowdown figures come from successful (2xx) replies
+//! only, so a run whose sends all fail fast cannot look fast.
 
 use base64::Engine;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
@@ -32,8 +35,13 @@ pub enum Outcome {
     HttpError(u16),
     /// No reply within the timeout.
     Timeout,
-    /// The connection could not be made or broke.
+    /// The connection could not be made (refused, unreachable), or the
+    /// send was dropped by a cap before it was made.
     ConnectError,
+    /// The connection was made but the exchange failed: the server closed
+    /// or reset it before a complete reply, or replied with bytes that are
+    /// not HTTP.
+    ProtocolError,
 }
 
 /// One finished invocation, as the recorder sees it.
@@ -116,18 +124,54 @@ pub struct FunctionStats {
     pub http_errors: u64,
     pub timeouts: u64,
     pub connect_errors: u64,
-    /// Response time from the intended send time, µs.
+    /// Connections that closed or answered garbage (records written before
+    /// this field existed counted them in `connect_errors`).
+    #[serde(default)]
+    pub protocol_errors: u64,
+    /// Response time from the intended send time of the successful
+    /// invocations, µs (`count` = `ok`; all zero when none succeeded).
     pub response_us: Percentiles,
-    /// Response time from the actual send time, µs.
+    /// Response time from the actual send time of the successful
+    /// invocations, µs.
     pub response_uncorrected_us: Percentiles,
-    /// Server-reported execution time, µs (absent when the target does not
-    /// report it).
+    /// Server-reported execution time of the successful invocations, µs
+    /// (absent when the target does not report it).
     pub exec_us: Option<Percentiles>,
     pub slowdown: Option<SlowdownStats>,
     pub slo: Option<SloStats>,
-    /// The response-time histogram (µs), HdrHistogram V2 + deflate, base64,
-    /// so reports can draw the whole CDF.
+    /// The response-time histogram (µs) of the successful invocations,
+    /// HdrHistogram V2 + deflate, base64, so reports can draw the whole CDF.
     pub response_histogram: String,
+}
+
+impl FunctionStats {
+    /// Invocations that did not succeed, of every kind (each an SLO miss).
+    pub fn failures(&self) -> u64 {
+        self.http_errors + self.timeouts + self.connect_errors + self.protocol_errors
+    }
+
+    /// The response-time percentiles, or `None` when no invocation
+    /// succeeded (there is then no latency to report, only failures).
+    pub fn response(&self) -> Option<&Percentiles> {
+        (self.response_us.count > 0).then_some(&self.response_us)
+    }
+
+    /// The failures by kind, e.g. `3 connect errors, 1 timeout` (empty
+    /// when there were none).
+    pub fn failure_kinds(&self) -> String {
+        let kinds = [
+            (self.connect_errors, "connect error", "connect errors"),
+            (self.protocol_errors, "protocol error", "protocol errors"),
+            (self.timeouts, "timeout", "timeouts"),
+            (self.http_errors, "HTTP error", "HTTP errors"),
+        ];
+        kinds
+            .iter()
+            .filter(|(n, ..)| *n > 0)
+            .map(|(n, one, many)| format!("{n} {}", if *n == 1 { one } else { many }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Accumulates the samples of one function. Cheap to record into (no
@@ -146,6 +190,7 @@ pub struct FunctionRecorder {
     http_errors: u64,
     timeouts: u64,
     connect_errors: u64,
+    protocol_errors: u64,
     slo_met: u64,
     slowdown_le_2: u64,
 }
@@ -175,28 +220,31 @@ impl FunctionRecorder {
             http_errors: 0,
             timeouts: 0,
             connect_errors: 0,
+            protocol_errors: 0,
             slo_met: 0,
             slowdown_le_2: 0,
         }
     }
 
-    /// Records one invocation.
+    /// Records one invocation: a failure only counts (by kind); the times
+    /// of a success go into the histograms.
     pub fn record(&mut self, s: &Sample) {
         self.invocations += 1;
-        self.response.saturating_record(s.response_us.max(1));
-        self.response_uncorrected
-            .saturating_record(s.response_uncorrected_us.max(1));
-        if let Some(e) = s.exec_us {
-            self.exec.saturating_record(e.max(1));
-        }
         match s.outcome {
             Outcome::Ok => self.ok += 1,
             Outcome::HttpError(_) => self.http_errors += 1,
             Outcome::Timeout => self.timeouts += 1,
             Outcome::ConnectError => self.connect_errors += 1,
+            Outcome::ProtocolError => self.protocol_errors += 1,
         }
         if s.outcome != Outcome::Ok {
             return;
+        }
+        self.response.saturating_record(s.response_us.max(1));
+        self.response_uncorrected
+            .saturating_record(s.response_uncorrected_us.max(1));
+        if let Some(e) = s.exec_us {
+            self.exec.saturating_record(e.max(1));
         }
         if let Some(d) = self.deadline_us {
             if (s.response_us as f64) <= d {
@@ -228,6 +276,7 @@ impl FunctionRecorder {
         self.http_errors += other.http_errors;
         self.timeouts += other.timeouts;
         self.connect_errors += other.connect_errors;
+        self.protocol_errors += other.protocol_errors;
         self.slo_met += other.slo_met;
         self.slowdown_le_2 += other.slowdown_le_2;
     }
@@ -262,6 +311,7 @@ impl FunctionRecorder {
             http_errors: self.http_errors,
             timeouts: self.timeouts,
             connect_errors: self.connect_errors,
+            protocol_errors: self.protocol_errors,
             response_us: Percentiles::of(&self.response, 1.0),
             response_uncorrected_us: Percentiles::of(&self.response_uncorrected, 1.0),
             exec_us: (!self.exec.is_empty()).then(|| Percentiles::of(&self.exec, 1.0)),
@@ -416,6 +466,79 @@ mod tests {
         assert!((slo.attainment - 0.25).abs() < 1e-12);
         let sd = s.slowdown.unwrap();
         assert!((sd.share_le_2 - 0.25).abs() < 1e-12, "{sd:?}");
+    }
+
+    #[test]
+    fn failures_are_counted_by_kind_and_are_never_a_latency() {
+        let mut r = FunctionRecorder::new("auth", "auth", Some(1000.0));
+        r.record(&ok(800, 400.0));
+        for (outcome, response_us) in [
+            (Outcome::ConnectError, 130),
+            (Outcome::ProtocolError, 90),
+            (Outcome::Timeout, 30_000_000),
+            (Outcome::HttpError(503), 20),
+        ] {
+            r.record(&Sample {
+                outcome,
+                ..ok(response_us, 400.0)
+            });
+        }
+        let s = r.stats();
+        assert_eq!(s.invocations, 5);
+        assert_eq!(
+            (
+                s.ok,
+                s.connect_errors,
+                s.protocol_errors,
+                s.timeouts,
+                s.http_errors
+            ),
+            (1, 1, 1, 1, 1)
+        );
+        assert_eq!(s.failures(), 4);
+        assert_eq!(
+            s.failure_kinds(),
+            "1 connect error, 1 protocol error, 1 timeout, 1 HTTP error"
+        );
+        // Only the success is a latency.
+        for p in [s.response_us, s.response_uncorrected_us, s.exec_us.unwrap()] {
+            assert_eq!(p.count, 1, "{p:?}");
+        }
+        assert!(
+            (799.0..=801.0).contains(&s.response_us.min),
+            "{:?}",
+            s.response_us
+        );
+        assert!(
+            (799.0..=801.0).contains(&s.response_us.max),
+            "{:?}",
+            s.response_us
+        );
+        assert_eq!(decode_histogram(&s.response_histogram).unwrap().len(), 1);
+        assert!((s.slo.unwrap().attainment - 0.2).abs() < 1e-12);
+
+        let mut none = FunctionRecorder::new("auth", "auth", None);
+        for _ in 0..133 {
+            none.record(&Sample {
+                outcome: Outcome::ConnectError,
+                ..ok(132, 400.0)
+            });
+        }
+        let s = none.stats();
+        assert_eq!((s.invocations, s.connect_errors), (133, 133));
+        assert!(s.response().is_none(), "{:?}", s.response_us);
+        assert_eq!(s.response_us.p50, 0.0);
+        assert!(s.exec_us.is_none() && s.slowdown.is_none());
+    }
+
+    #[test]
+    fn records_without_protocol_errors_still_read() {
+        let mut r = FunctionRecorder::new("x", "spin", None);
+        r.record(&ok(10, 5.0));
+        let mut v = serde_json::to_value(r.stats()).unwrap();
+        v.as_object_mut().unwrap().remove("protocol_errors");
+        let s: FunctionStats = serde_json::from_value(v).unwrap();
+        assert_eq!(s.protocol_errors, 0);
     }
 
     #[test]

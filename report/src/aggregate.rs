@@ -35,7 +35,9 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use slokit_model::record::{decode_histogram, encode_histogram, RunKind, TimelinePoint};
+use slokit_model::record::{
+    decode_histogram, encode_histogram, Percentiles, RunKind, TimelinePoint,
+};
 use slokit_model::{Environment, FunctionStats, RunRecord};
 
 use crate::fmt;
@@ -680,16 +682,20 @@ fn policy_figures(
     kind: RunKind,
     reps: &[RepStats],
 ) -> Result<PolicyFigures, ReportError> {
-    let spread = |f: &dyn Fn(&RepStats) -> f64| {
-        Spread::of(reps.iter().map(f)).unwrap_or(Spread {
-            mean: f64::NAN,
-            min: f64::NAN,
-            max: f64::NAN,
-            stddev: f64::NAN,
-            n: 0,
-        })
+    let none = Spread {
+        mean: f64::NAN,
+        min: f64::NAN,
+        max: f64::NAN,
+        stddev: f64::NAN,
+        n: 0,
     };
+    let spread = |f: &dyn Fn(&RepStats) -> f64| Spread::of(reps.iter().map(f)).unwrap_or(none);
     let opt_spread = |f: &dyn Fn(&RepStats) -> Option<f64>| Spread::of(reps.iter().filter_map(f));
+    // Latencies come from the repetitions that had a successful reply: a
+    // repetition where everything failed has no latency (not a 0 ms one).
+    let latency = |f: &dyn Fn(&Percentiles) -> f64| {
+        Spread::of(reps.iter().filter_map(|r| r.stats.response().map(f))).unwrap_or(none)
+    };
     let mut merged: Option<Histogram<u64>> = None;
     for r in reps {
         let h = decode_histogram(&r.stats.response_histogram).map_err(|message| {
@@ -712,13 +718,16 @@ fn policy_figures(
         kind,
         repetitions: reps.len(),
         invocations: spread(&|r| r.stats.invocations as f64),
-        errors: spread(&|r| {
-            (r.stats.http_errors + r.stats.timeouts + r.stats.connect_errors) as f64
-        }),
-        p50_ms: spread(&|r| r.stats.response_us.p50 / 1000.0),
-        p99_ms: spread(&|r| r.stats.response_us.p99 / 1000.0),
-        p999_ms: spread(&|r| r.stats.response_us.p999 / 1000.0),
-        p99_uncorrected_ms: spread(&|r| r.stats.response_uncorrected_us.p99 / 1000.0),
+        errors: spread(&|r| r.stats.failures() as f64),
+        p50_ms: latency(&|p| p.p50 / 1000.0),
+        p99_ms: latency(&|p| p.p99 / 1000.0),
+        p999_ms: latency(&|p| p.p999 / 1000.0),
+        p99_uncorrected_ms: Spread::of(
+            reps.iter()
+                .filter(|r| r.stats.response().is_some())
+                .map(|r| r.stats.response_uncorrected_us.p99 / 1000.0),
+        )
+        .unwrap_or(none),
         mean_slowdown: opt_spread(&|r| r.stats.slowdown.map(|s| s.mean)),
         p99_slowdown: opt_spread(&|r| r.stats.slowdown.map(|s| s.p99)),
         share_slowdown_le_2: opt_spread(&|r| r.stats.slowdown.map(|s| s.share_le_2)),
@@ -1136,20 +1145,14 @@ mod tests {
             p99.iter().copied().fold(f64::INFINITY, f64::min)
         );
         assert_eq!(fig.p99_ms.max, p99.iter().copied().fold(0.0, f64::max));
-        let errors: f64 = reps
-            .iter()
-            .map(|f| (f.http_errors + f.timeouts + f.connect_errors) as f64)
-            .sum::<f64>()
-            / 3.0;
+        let errors: f64 = reps.iter().map(|f| f.failures() as f64).sum::<f64>() / 3.0;
         assert!(approx(fig.errors.mean, errors));
         let att: f64 = reps.iter().map(|f| f.slo.unwrap().attainment).sum::<f64>() / 3.0;
         assert!(approx(fig.slo_attainment.unwrap().mean, att));
-        // The merged histogram holds every invocation of every repetition.
+        // The merged histogram holds every successful invocation of every
+        // repetition (failures have no latency).
         let merged = decode_histogram(&fig.response_histogram).unwrap();
-        assert_eq!(
-            merged.len(),
-            reps.iter().map(|f| f.invocations).sum::<u64>()
-        );
+        assert_eq!(merged.len(), reps.iter().map(|f| f.ok).sum::<u64>());
     }
 
     #[test]
@@ -1292,6 +1295,38 @@ mod tests {
         assert_eq!(g.per_s.mean, 1.0);
         // One function: no short/long split.
         assert!(s.headline.short_threshold_ms.is_none());
+    }
+
+    #[test]
+    fn a_repetition_where_everything_failed_has_no_latency() {
+        let good = exact_record(
+            "cfs",
+            RunKind::Measured,
+            1.0,
+            &[("f", Some(5_000.0), vec![ok(4000, 1000.0), ok(4000, 1000.0)])],
+        );
+        let failed = exact_record(
+            "cfs",
+            RunKind::Measured,
+            1.0,
+            &[("f", Some(5_000.0), vec![(100, 1000.0, Outcome::Timeout); 2])],
+        );
+        let c = single(vec![run("cfs", 0, good), run("cfs", 1, failed)], Vec::new());
+        let r = Report::build(&c, &ReportOptions::default()).unwrap();
+        let fig = r.scenarios[0]
+            .function("f")
+            .unwrap()
+            .measured("cfs")
+            .unwrap()
+            .clone();
+        assert_eq!(fig.repetitions, 2);
+        assert_eq!(
+            fig.p99_ms.n, 1,
+            "only the repetition with replies has a p99"
+        );
+        assert!((fig.p99_ms.mean - 4.0).abs() < 0.01, "{}", fig.p99_ms.mean);
+        assert_eq!(fig.errors.mean, 1.0);
+        assert_eq!(fig.slo_attainment.unwrap().mean, 0.5);
     }
 
     #[test]

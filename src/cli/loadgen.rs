@@ -15,10 +15,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use slokit_functions::{RunRecord, Schedule, ScheduledFunction};
 use slokit_loadgen::azure2019::{Azure2019Options, Iat};
 use slokit_loadgen::azure2021::Azure2021Options;
+use slokit_loadgen::limits::{DEFAULT_MAX_INVOCATIONS, MAX_TRACE_TIME_S};
 use slokit_loadgen::units::{parse_duration, parse_us_map};
 use slokit_loadgen::{
-    azure2019, azure2021, csv_trace, mix_schedule, parse_mix, process_schedule, BurstySpec,
-    CapMode, ClientConfig, Load, MixSpec, Process, ProcessSpec, Progress, Reporter,
+    azure2019, azure2021, check_expected_invocations, csv_trace, mix_schedule, parse_mix,
+    process_schedule, require_success, BurstySpec, CapMode, ClientConfig, Load, MixSpec, Process,
+    ProcessSpec, Progress, Reporter,
 };
 
 /// Arguments of `slokit loadgen` (boxed: they are many).
@@ -113,6 +115,9 @@ pub struct Opts {
     /// Write the schedule as JSON; without --target, only that.
     #[arg(long, value_name = "FILE", help_heading = "Schedule")]
     pub dump_schedule: Option<PathBuf>,
+    /// Refuse a schedule of more invocations than this (checked before it is built).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_INVOCATIONS, help_heading = "Schedule")]
+    pub max_invocations: u64,
 
     // --- where and how to send ----------------------------------------
     /// Base URL of the target, e.g. http://127.0.0.1:8080.
@@ -221,21 +226,29 @@ fn build_schedule(a: &Opts) -> anyhow::Result<Schedule> {
         bail!("choose one of --mix, --trace-azure2019, --trace-azure2021, --trace-csv, --schedule");
     }
     let duration_s = duration("--duration", &a.duration)?.as_secs_f64();
+    let max = a.max_invocations;
     let mut schedule = if let Some(mix) = &a.mix {
-        let load = match (a.rho, a.rate) {
+        let (load, asked_by) = match (a.rho, a.rate) {
             (Some(_), Some(_)) => bail!("--mix takes either --rate (total) or --rho, not both"),
-            (Some(rho), None) => Load::Rho { rho, cpus: a.cpus },
-            (None, Some(rate)) => Load::Rate(rate),
+            (Some(rho), None) => (Load::Rho { rho, cpus: a.cpus }, format!("--rho {rho}")),
+            (None, Some(rate)) => (Load::Rate(rate), format!("--rate {rate}")),
             (None, None) => {
                 bail!("--mix needs a load: --rate R (total per second) or --rho 0.8 --cpus 1")
             }
         };
-        mix_schedule(&MixSpec {
+        let spec = MixSpec {
             functions: parse_mix(mix, &service, &deadline)?,
             load,
             duration_s,
             seed: a.seed,
-        })?
+        };
+        let rate = spec.total_rate()?;
+        check_expected_invocations(
+            rate * duration_s,
+            max,
+            &format!("{asked_by} ({rate:.1}/s) × --duration {}", a.duration),
+        )?;
+        mix_schedule(&spec)?
     } else if let Some(dir) = &a.trace_azure2019 {
         azure2019::schedule(
             dir,
@@ -249,6 +262,7 @@ fn build_schedule(a: &Opts) -> anyhow::Result<Schedule> {
                 max_duration_ms: a.max_duration_ms,
                 function: a.trace_function.clone(),
                 seed: a.seed,
+                max_invocations: max,
             },
         )?
     } else if let Some(file) = &a.trace_azure2021 {
@@ -260,10 +274,11 @@ fn build_schedule(a: &Opts) -> anyhow::Result<Schedule> {
                 max_duration_ms: a.max_duration_ms,
                 function: a.trace_function.clone(),
                 seed: a.seed,
+                max_invocations: max,
             },
         )?
     } else if let Some(file) = &a.trace_csv {
-        csv_trace::schedule(file, a.seed)?
+        csv_trace::schedule(file, a.seed, max)?
     } else if let Some(file) = &a.schedule {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read schedule {}", file.display()))?;
@@ -271,6 +286,21 @@ fn build_schedule(a: &Opts) -> anyhow::Result<Schedule> {
             .with_context(|| format!("{} is not a schedule JSON", file.display()))?;
         s.validate()
             .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        if s.arrivals.len() as u64 > max {
+            bail!(
+                "{}: {} arrivals, more than --max-invocations {max}; raise --max-invocations",
+                file.display(),
+                s.arrivals.len()
+            );
+        }
+        if s.duration_s() > MAX_TRACE_TIME_S {
+            bail!(
+                "{}: the last arrival is at {:.0} s, beyond the 31 days a replay may span (`at_ns` of arrival {})",
+                file.display(),
+                s.duration_s(),
+                s.arrivals.len() - 1
+            );
+        }
         s
     } else {
         let Some(rate) = a.rate else {
@@ -279,6 +309,11 @@ fn build_schedule(a: &Opts) -> anyhow::Result<Schedule> {
         let params: serde_json::Value = serde_json::from_str(&a.params).with_context(|| {
             format!("--params `{}` is not JSON (e.g. '{{\"ms\": 2}}')", a.params)
         })?;
+        check_expected_invocations(
+            rate * duration_s,
+            max,
+            &format!("--rate {rate} × --duration {}", a.duration),
+        )?;
         let process = match a.process {
             ProcessArg::Constant => Process::Constant,
             ProcessArg::Poisson => Process::Poisson,
@@ -443,18 +478,30 @@ fn summary(r: &RunRecord) -> String {
         "slowdown p50",
         "SLO",
     ]);
+    let mut failures = Vec::new();
     for f in &r.functions {
+        // Response times are of successes only; with none there are none.
+        let latency = |p: f64| {
+            if f.response().is_some() {
+                ms(p)
+            } else {
+                "–".into()
+            }
+        };
+        if f.failures() > 0 {
+            failures.push(format!("{}: {}", f.label, f.failure_kinds()));
+        }
         let row = vec![
             Cell::new(&f.label),
             Cell::new(f.invocations),
             Cell::new(f.ok),
-            Cell::new(f.http_errors + f.connect_errors),
+            Cell::new(f.failures() - f.timeouts),
             Cell::new(f.timeouts),
-            Cell::new(ms(f.response_us.p50)),
-            Cell::new(ms(f.response_us.p99)),
-            Cell::new(ms(f.response_us.p999)),
-            Cell::new(ms(f.response_us.max)),
-            Cell::new(ms(f.response_uncorrected_us.p99)),
+            Cell::new(latency(f.response_us.p50)),
+            Cell::new(latency(f.response_us.p99)),
+            Cell::new(latency(f.response_us.p999)),
+            Cell::new(latency(f.response_us.max)),
+            Cell::new(latency(f.response_uncorrected_us.p99)),
             Cell::new(f.exec_us.map_or("–".into(), |e| ms(e.p50))),
             Cell::new(f.slowdown.map_or("–".into(), |s| format!("{:.2}", s.p50))),
             Cell::new(f.slo.map_or("–".into(), |s| {
@@ -469,6 +516,9 @@ fn summary(r: &RunRecord) -> String {
         }
     }
     let mut out = format!("{}\n{t}\n", r.source);
+    if !failures.is_empty() {
+        out += &format!("failed: {}\n", failures.join("; "));
+    }
     if let Some(s) = &r.send {
         out += &format!(
             "send: target {:.1}/s, achieved {:.1}/s; lateness p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs{}\n",
@@ -485,7 +535,7 @@ fn summary(r: &RunRecord) -> String {
         );
     }
     out += &format!(
-        "response times from the intended send time (coordinated-omission free); seed {}\n",
+        "response times of successful replies, from the intended send time (coordinated-omission free); seed {}\n",
         r.seed
     );
     out
@@ -524,5 +574,6 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
     }
     print!("{}", summary(&record));
+    require_success(&record)?;
     Ok(0)
 }

@@ -6,8 +6,10 @@
 //! opened when all are busy); response time is measured from the *intended*
 //! send time, so a late send or a slow server cannot hide queueing
 //! (coordinated omission, after wrk2), with the time from the actual send
-//! reported beside it; failures and timeouts are SLO misses, counted and
-//! never dropped; an optional `max_inflight` cap counts every send it
+//! reported beside it; failures and timeouts are SLO misses, counted by
+//! kind and never dropped, but never a latency (response times are of
+//! successful replies only; [`require_success`] refuses a run with none);
+//! an optional `max_inflight` cap counts every send it
 //! delayed or dropped. Send accuracy (lateness, achieved vs target rate) is
 //! part of the record, with warnings when it is poor.
 //!
@@ -33,7 +35,7 @@ use hdrhistogram::Histogram;
 use hyper::header::HeaderValue;
 use hyper::Uri;
 use slokit_model::record::{Percentiles, RunKind, SendAccuracy, RUN_SCHEMA};
-use slokit_model::{Environment, FunctionRecorder, RunRecord, Schedule};
+use slokit_model::{Environment, FunctionRecorder, FunctionStats, RunRecord, Schedule};
 
 pub use shard::EXEC_HEADER;
 use shard::{Counters, Endpoint, Plan, Route, ShardInput, ShardResult};
@@ -47,8 +49,8 @@ pub enum CapMode {
     /// lateness shows in the send accuracy and its response time).
     #[default]
     Delay,
-    /// Do not send it: an SLO miss recorded as a connect error with the
-    /// timeout as response time (counted in `dropped_by_cap`).
+    /// Do not send it: an SLO miss recorded as a connect error (counted in
+    /// `dropped_by_cap`).
     Drop,
 }
 
@@ -273,10 +275,10 @@ fn plan(schedule: &Schedule, cfg: &ClientConfig) -> Result<Plan, LoadgenError> {
 
 fn probe(endpoints: &[Endpoint]) -> Result<(), LoadgenError> {
     for e in endpoints {
-        TcpStream::connect_timeout(&e.addr, Duration::from_secs(2)).map_err(|source| {
+        TcpStream::connect_timeout(&e.addr, Duration::from_secs(2)).map_err(|error| {
             LoadgenError::Unreachable {
                 url: e.url.clone(),
-                source,
+                error,
             }
         })?;
     }
@@ -472,6 +474,31 @@ pub fn run_blocking(
     Ok(record)
 }
 
+/// Fails when no invocation of the run got a successful reply: such a run
+/// measured nothing but failures (it has no response time at all), and a
+/// caller should not carry on as if it had measured something.
+pub fn require_success(record: &RunRecord) -> Result<(), LoadgenError> {
+    if record.functions.iter().any(|f| f.ok > 0) {
+        return Ok(());
+    }
+    let mut all = FunctionRecorder::new("", "", None).stats();
+    for f in &record.functions {
+        all.invocations += f.invocations;
+        all.http_errors += f.http_errors;
+        all.timeouts += f.timeouts;
+        all.connect_errors += f.connect_errors;
+        all.protocol_errors += f.protocol_errors;
+    }
+    Err(LoadgenError::NoSuccess {
+        sent: all.invocations,
+        failures: if all.invocations == 0 {
+            "none was sent (stopped before the first send)".into()
+        } else {
+            format!("all failed ({})", all.failure_kinds())
+        },
+    })
+}
+
 /// Async wrapper of [`run_blocking`] for callers already inside a tokio
 /// runtime: the blocking replay runs on `spawn_blocking`.
 pub async fn run(
@@ -580,6 +607,15 @@ fn assemble(
             schedule.arrivals.len()
         ));
     }
+    let functions: Vec<FunctionStats> = recorders.iter().map(|r| r.stats()).collect();
+    for f in functions.iter().filter(|f| f.invocations > 0 && f.ok == 0) {
+        notes.push(format!(
+            "`{}`: none of its {} invocations succeeded ({}), so it has no response times",
+            f.label,
+            f.invocations,
+            f.failure_kinds()
+        ));
+    }
     if csv_dropped > 0 {
         notes.push(format!(
             "{csv_dropped} rows were left out of the CSV file (writer too slow); the record and histograms are complete"
@@ -598,7 +634,7 @@ fn assemble(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
         duration_s: end.saturating_duration_since(start).as_secs_f64(),
-        functions: recorders.iter().map(|r| r.stats()).collect(),
+        functions,
         send: Some(SendAccuracy {
             target_rate_per_s: target_rate,
             achieved_rate_per_s: achieved_rate,

@@ -1,6 +1,8 @@
 //! Optional outputs written beside the run record, off the hot path: the
 //! per-invocation CSV (rows cross a bounded channel to a writer thread; a
-//! full channel drops the row and counts it, it never stalls the sender) and
+//! full channel drops the row and counts it, it never stalls the sender; a
+//! failed invocation's row has its end time and outcome but no response
+//! time) and
 //! the HdrHistogram interval log (one histogram per function per second,
 //! tagged with the function label, readable by HdrHistogram's log tools).
 
@@ -69,11 +71,15 @@ pub(crate) fn spawn_csv_writer(
             )
             .map_err(io)?;
             for r in rx {
+                // A failure has an end time but no response time.
+                let ok = r.outcome == Outcome::Ok;
+                let latency = |ns: u64| if ok { (ns / 1000).to_string() } else { String::new() };
                 let (outcome, status) = match r.outcome {
                     Outcome::Ok => ("ok", String::new()),
                     Outcome::HttpError(s) => ("http_error", s.to_string()),
                     Outcome::Timeout => ("timeout", String::new()),
                     Outcome::ConnectError => ("connect_error", String::new()),
+                    Outcome::ProtocolError => ("protocol_error", String::new()),
                 };
                 writeln!(
                     w,
@@ -83,8 +89,8 @@ pub(crate) fn spawn_csv_writer(
                     r.intended_ns as f64 / 1e6,
                     r.actual_ns as f64 / 1e6,
                     r.end_ns as f64 / 1e6,
-                    r.end_ns.saturating_sub(r.intended_ns) / 1000,
-                    r.end_ns.saturating_sub(r.actual_ns) / 1000,
+                    latency(r.end_ns.saturating_sub(r.intended_ns)),
+                    latency(r.end_ns.saturating_sub(r.actual_ns)),
                     outcome,
                     status,
                     r.exec_us.map(|v| v.to_string()).unwrap_or_default(),

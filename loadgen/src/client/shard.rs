@@ -104,9 +104,14 @@ struct Job {
     service_us: Option<f64>,
 }
 
+/// Why an exchange failed, in the terms of [`Outcome`].
 enum Failure {
     Timeout,
+    /// No connection: refused, unreachable or reset during connect.
     Connect,
+    /// A connection, but no HTTP reply on it: closed or reset before a
+    /// complete reply, or bytes that do not parse as HTTP.
+    Protocol,
 }
 
 struct Shard {
@@ -152,7 +157,8 @@ impl Shard {
             service_us: job.service_us,
         };
         self.recorders.borrow_mut()[job.function as usize].record(&sample);
-        if let Some(iv) = &self.interval {
+        // Like the recorder's, the interval log's latencies are successes only.
+        if let (Some(iv), Outcome::Ok) = (&self.interval, outcome) {
             iv.borrow_mut()[job.function as usize].saturating_record(response_us.max(1));
         }
         self.counters.completed.fetch_add(1, Ordering::Relaxed);
@@ -203,6 +209,8 @@ async fn connect(addr: SocketAddr) -> Result<Sender, Failure> {
         .await
         .map_err(|_| Failure::Connect)?;
     let _ = stream.set_nodelay(true);
+    // The handshake only sets up hyper's state on a connected socket; it
+    // fails only if that socket is already unusable.
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|_| Failure::Connect)?;
@@ -234,9 +242,10 @@ async fn exchange(
             sender
                 .send_request(sh.request(job))
                 .await
-                .map_err(|_| Failure::Connect)?
+                .map_err(|_| Failure::Protocol)?
         }
-        Err(_) => return Err(Failure::Connect),
+        // Connected, but the server closed, reset or answered garbage.
+        Err(_) => return Err(Failure::Protocol),
     };
     let status = reply.status().as_u16();
     let exec_us = reply
@@ -248,7 +257,7 @@ async fn exchange(
         .map(|v| v.round() as u64);
     let mut body = reply.into_body();
     while let Some(frame) = body.frame().await {
-        frame.map_err(|_| Failure::Connect)?;
+        frame.map_err(|_| Failure::Protocol)?;
     }
     Ok((status, exec_us, sender))
 }
@@ -283,6 +292,7 @@ async fn invoke(sh: Rc<Shard>, job: Job, conn: Option<Sender>) {
         Ok((status, exec, sender)) => (Outcome::HttpError(status), exec, Some(sender)),
         Err(Failure::Timeout) => (Outcome::Timeout, None, None),
         Err(Failure::Connect) => (Outcome::ConnectError, None, None),
+        Err(Failure::Protocol) => (Outcome::ProtocolError, None, None),
     };
     sh.record(&job, actual, end, outcome, exec_us);
     sh.inflight.set(sh.inflight.get() - 1);
@@ -500,10 +510,9 @@ async fn shard_main(input: ShardInput<'_>) -> ShardResult {
                     CapMode::Drop => {
                         dropped_by_cap += 1;
                         let now = Instant::now();
-                        // Never sent: an SLO miss with "no reply" as the
-                        // response (counted as a connect error).
-                        let end = now.max(intended + cfg.timeout);
-                        sh.record(&job, now, end, Outcome::ConnectError, None);
+                        // Never sent: an SLO miss, counted as a connect
+                        // error (no response time).
+                        sh.record(&job, now, now, Outcome::ConnectError, None);
                         sent += 1;
                         counters.sent.fetch_add(1, Ordering::Relaxed);
                         continue;

@@ -8,6 +8,12 @@
 //! gets its own duration, drawn as a uniform quantile interpolated between
 //! the percentile columns (0, 1, 25, 50, 75, 99, 100), and is sent to `spin`
 //! as `{"ms": d}` with `service_us = d·1000`.
+//!
+//! `invocations.csv` is read twice: first to check every count and to bound
+//! the schedule's size (Σ ⌈count × scale⌉ over the window, which stochastic
+//! rounding never exceeds) against `max_invocations`, then to draw the
+//! arrivals. So a count of 10¹² or a `--scale` of 10⁵ is refused, naming
+//! the cell that crossed the limit, before anything is allocated.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -19,6 +25,7 @@ use slokit_model::{Arrival, Schedule, ScheduledFunction};
 
 use super::{csv_error, open, round_stochastic, At};
 use crate::arrivals::rng;
+use crate::limits::{count_text, time_in_bounds, DEFAULT_MAX_INVOCATIONS, MAX_TRACE_TIME_TEXT};
 use crate::LoadgenError;
 
 /// Quantiles of the `percentile_Average_*` columns, in order.
@@ -57,6 +64,9 @@ pub struct Azure2019Options {
     /// Host function the invocations run (`spin`).
     pub function: String,
     pub seed: u64,
+    /// Refuse a window that would hold more invocations than this
+    /// (`--max-invocations`).
+    pub max_invocations: u64,
 }
 
 impl Default for Azure2019Options {
@@ -68,6 +78,7 @@ impl Default for Azure2019Options {
             max_duration_ms: None,
             function: "spin".into(),
             seed: 0,
+            max_invocations: DEFAULT_MAX_INVOCATIONS,
         }
     }
 }
@@ -138,8 +149,15 @@ pub fn read_durations(path: &Path) -> Result<HashMap<String, DurationPercentiles
         let mut p = [0.0; 7];
         for (i, c) in pcols.iter().enumerate() {
             p[i] = at.parse::<f64>(*c, PERCENTILE_COLUMNS[i], "a duration in ms")?;
-            if !(p[i].is_finite() && p[i] >= 0.0) {
-                return Err(at.error(*c, format!("duration `{}` must be ≥ 0", p[i])));
+            if !time_in_bounds(p[i] / 1e3) {
+                return Err(at.error(
+                    *c,
+                    format!(
+                        "field `{}` is `{}`, expected a duration in ms from 0 to {MAX_TRACE_TIME_TEXT}",
+                        PERCENTILE_COLUMNS[i],
+                        at.field(*c, PERCENTILE_COLUMNS[i])?
+                    ),
+                ));
             }
         }
         // Percentiles of 30 s averages are monotone in the published data;
@@ -174,6 +192,49 @@ fn minute_times(n: u64, iat: Iat, rng: &mut impl Rng, out: &mut Vec<u64>) {
     }
 }
 
+/// The columns of `invocations.csv` a window reads.
+struct Window<'a> {
+    path: &'a Path,
+    /// HashOwner, HashApp, HashFunction.
+    ids: [usize; 3],
+    minute_cols: &'a [usize],
+    first_minute: u32,
+}
+
+impl Window<'_> {
+    /// Reads every row, calling `visit` with its position, its
+    /// `owner/app/function` key, its HashFunction and the counts of the
+    /// window's minutes (each checked: finite and ≥ 0).
+    fn for_each_row(
+        &self,
+        mut visit: impl FnMut(&At<'_>, &str, &str, &[f64]) -> Result<(), LoadgenError>,
+    ) -> Result<(), LoadgenError> {
+        let path = self.path;
+        let mut reader = open(path, true)?;
+        let mut counts = Vec::with_capacity(self.minute_cols.len());
+        for record in reader.records() {
+            let record = record.map_err(|e| csv_error(path, e))?;
+            let at = At {
+                path,
+                record: &record,
+            };
+            let id = key(&at, &self.ids)?;
+            let hash = at.field(self.ids[2], "HashFunction")?;
+            counts.clear();
+            for (k, col) in self.minute_cols.iter().enumerate() {
+                let minute = (self.first_minute as usize + k).to_string();
+                let raw: f64 = at.parse(*col, &minute, "an invocation count")?;
+                if !(raw.is_finite() && raw >= 0.0) {
+                    return Err(at.error(*col, format!("invocation count `{raw}` must be ≥ 0")));
+                }
+                counts.push(raw);
+            }
+            visit(&at, &id, hash, &counts)?;
+        }
+        Ok(())
+    }
+}
+
 /// Builds the schedule of the minute window `opts.minutes` of the trace in
 /// `dir` (`invocations.csv` + `durations.csv`).
 pub fn schedule(dir: &Path, opts: &Azure2019Options) -> Result<Schedule, LoadgenError> {
@@ -201,8 +262,10 @@ pub fn schedule(dir: &Path, opts: &Azure2019Options) -> Result<Schedule, Loadgen
     let durations = read_durations(&dir.join("durations.csv"))?;
     let path = dir.join("invocations.csv");
     let path = path.as_path();
-    let mut reader = open(path, true)?;
-    let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
+    let headers = open(path, true)?
+        .headers()
+        .map_err(|e| csv_error(path, e))?
+        .clone();
     let ids = [
         column(path, &headers, "HashOwner")?,
         column(path, &headers, "HashApp")?,
@@ -211,39 +274,63 @@ pub fn schedule(dir: &Path, opts: &Azure2019Options) -> Result<Schedule, Loadgen
     let minute_cols: Vec<usize> = (start..end)
         .map(|m| column(path, &headers, &m.to_string()))
         .collect::<Result<_, _>>()?;
+    let window = Window {
+        path,
+        ids,
+        minute_cols: &minute_cols,
+        first_minute: start,
+    };
 
-    let mut rng = rng(opts.seed);
-    let cap = opts.max_duration_ms.unwrap_or(f64::INFINITY);
-    let mut functions: Vec<ScheduledFunction> = Vec::new();
-    let mut labels = HashSet::new();
-    let mut arrivals: Vec<Arrival> = Vec::new();
-    let mut extras = Vec::new();
-    let mut times = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| csv_error(path, e))?;
-        let at = At {
-            path,
-            record: &record,
-        };
-        let id = key(&at, &ids)?;
-        let hash = at.field(ids[2], "HashFunction")?;
-        let Some(pct) = durations.get(&id) else {
+    // Pass 1: every field checked, the size bounded.
+    let max = opts.max_invocations;
+    let mut bound = 0.0;
+    window.for_each_row(|at, id, hash, counts| {
+        if !durations.contains_key(id) {
             return Err(at.error(
                 ids[2],
                 format!("function {hash} has invocations but no row in durations.csv"),
             ));
-        };
+        }
+        for (k, raw) in counts.iter().enumerate() {
+            let n = (raw * opts.scale).ceil();
+            bound += n;
+            if bound > max as f64 {
+                let minute = start as usize + k;
+                let asked = if n > max as f64 {
+                    format!(
+                        "minute {minute} alone asks for {} invocations (count {raw} × --scale {})",
+                        count_text(n),
+                        opts.scale
+                    )
+                } else {
+                    format!(
+                        "up to minute {minute} of this row, --minutes {start}-{end} at --scale {} asks for {} invocations",
+                        opts.scale,
+                        count_text(bound)
+                    )
+                };
+                return Err(at.error(
+                    minute_cols[k],
+                    format!("{asked}, more than --max-invocations {max}; lower --scale, take fewer --minutes or raise --max-invocations"),
+                ));
+            }
+        }
+        Ok(())
+    })?;
+
+    // Pass 2: the arrivals.
+    let mut rng = rng(opts.seed);
+    let cap = opts.max_duration_ms.unwrap_or(f64::INFINITY);
+    let mut functions: Vec<ScheduledFunction> = Vec::new();
+    let mut labels = HashSet::new();
+    let mut arrivals: Vec<Arrival> = Vec::with_capacity(bound as usize);
+    let mut extras = Vec::new();
+    let mut times = Vec::new();
+    window.for_each_row(|_, id, hash, counts| {
+        let pct = durations[id];
         let index = functions.len() as u32;
         let mut count = 0usize;
-        for (k, col) in minute_cols.iter().enumerate() {
-            let raw: f64 = at.parse(
-                *col,
-                &(start as usize + k).to_string(),
-                "an invocation count",
-            )?;
-            if !(raw.is_finite() && raw >= 0.0) {
-                return Err(at.error(*col, format!("invocation count `{raw}` must be ≥ 0")));
-            }
+        for (k, raw) in counts.iter().enumerate() {
             let n = round_stochastic(raw * opts.scale, &mut rng);
             times.clear();
             minute_times(n, opts.iat, &mut rng, &mut times);
@@ -261,7 +348,7 @@ pub fn schedule(dir: &Path, opts: &Azure2019Options) -> Result<Schedule, Loadgen
             count += times.len();
         }
         if count == 0 {
-            continue;
+            return Ok(());
         }
         let mut len = 8.min(hash.len());
         let label = loop {
@@ -279,7 +366,8 @@ pub fn schedule(dir: &Path, opts: &Azure2019Options) -> Result<Schedule, Loadgen
             service_us: Some(median * 1e3),
             deadline_us: None,
         });
-    }
+        Ok(())
+    })?;
     arrivals.sort_by_key(|a| a.at_ns);
     let schedule = Schedule {
         source: format!(
@@ -485,5 +573,120 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("--minutes"), "{e}");
+    }
+
+    /// A trace directory with `invocations` (rows of the 1440 minute
+    /// counts, `sep`-separated lines) and one durations row per function.
+    fn small_trace(rows: &[Vec<&str>], sep: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let minutes: Vec<String> = (1..=1440).map(|m| m.to_string()).collect();
+        let mut lines = vec![format!(
+            "HashOwner,HashApp,HashFunction,Trigger,{}",
+            minutes.join(",")
+        )];
+        let mut durations = vec![format!(
+            "HashOwner,HashApp,HashFunction,Average,Count,Minimum,Maximum,{}",
+            PERCENTILE_COLUMNS.join(",")
+        )];
+        for (i, counts) in rows.iter().enumerate() {
+            let mut all = vec!["0"; 1440];
+            all[..counts.len()].copy_from_slice(counts);
+            lines.push(format!("o,a,f{i},http,{}", all.join(",")));
+            durations.push(format!("o,a,f{i},1,1,1,1,1,2,3,4,5,6,7"));
+        }
+        std::fs::write(dir.path().join("invocations.csv"), lines.join(sep) + sep).unwrap();
+        std::fs::write(dir.path().join("durations.csv"), durations.join("\n")).unwrap();
+        dir
+    }
+
+    fn window(minutes: (u32, u32), scale: f64) -> Azure2019Options {
+        Azure2019Options {
+            minutes,
+            scale,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_line_is_right_with_crlf_endings() {
+        let rows = [vec!["1", "2"], vec!["3", "4"], vec!["5", "12x"]];
+        for sep in ["\n", "\r\n"] {
+            let dir = small_trace(&rows, sep);
+            let e = schedule(dir.path(), &window((1, 3), 1.0))
+                .unwrap_err()
+                .to_string();
+            // Line 4 (the third data row), field 6 (minute 2).
+            assert!(
+                e.contains("invocations.csv:4:6:") && e.contains("`12x`"),
+                "{sep:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_huge_count_or_scale_is_refused_before_building() {
+        let dir = small_trace(&[vec!["1", "2"], vec!["3", "1e12"]], "\n");
+        let e = schedule(dir.path(), &window((1, 3), 1.0))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("invocations.csv:3:6:")
+                && e.contains("minute 2 alone asks for 1000000000000")
+                && e.contains("--max-invocations 10000000"),
+            "{e}"
+        );
+        // Each cell small, the window too big: named where it crossed.
+        let dir = small_trace(&[vec!["100", "100"], vec!["100", "100"]], "\n");
+        let e = schedule(dir.path(), &window((1, 3), 30_000.0))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("invocations.csv:3:6:")
+                && e.contains("--scale 30000")
+                && e.contains("12000000"),
+            "{e}"
+        );
+        // At the limit exactly, it builds.
+        let ok = schedule(
+            dir.path(),
+            &Azure2019Options {
+                max_invocations: 400,
+                ..window((1, 3), 1.0)
+            },
+        )
+        .unwrap();
+        assert_eq!(ok.arrivals.len(), 400);
+        let e = schedule(
+            dir.path(),
+            &Azure2019Options {
+                max_invocations: 399,
+                ..window((1, 3), 1.0)
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--max-invocations 399"), "{e}");
+    }
+
+    #[test]
+    fn durations_beyond_the_bound_are_refused() {
+        let dir = small_trace(&[vec!["1"]], "\n");
+        std::fs::write(
+            dir.path().join("durations.csv"),
+            format!(
+                "HashOwner,HashApp,HashFunction,Average,Count,Minimum,Maximum,{}\no,a,f0,1,1,1,1,1,2,3,4,5,6,1e20\n",
+                PERCENTILE_COLUMNS.join(",")
+            ),
+        )
+        .unwrap();
+        let e = schedule(dir.path(), &window((1, 2), 1.0))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("durations.csv:2:14:")
+                && e.contains("percentile_Average_100")
+                && e.contains("`1e20`"),
+            "{e}"
+        );
     }
 }
