@@ -3,7 +3,8 @@
 //! original attributes and restores them on [`Actuator::restore_all`], in
 //! `Drop` (normal exit, error, unwinding panic) and from a panic hook (for
 //! `panic = "abort"` builds); a [`Guardian`] covers SIGKILL. A thread that
-//! vanished (ESRCH) is skipped and counted.
+//! vanished (ESRCH, or its tid now names a thread of another process) is
+//! skipped and counted.
 //!
 //! Only threads of the target processes reach it (the agent checks); it
 //! restores a thread that was real-time before we touched it to plain
@@ -104,9 +105,27 @@ impl Actuator {
         self.touched.values().filter(|t| t.fifo.is_some()).count()
     }
 
+    /// Whether `tid` is still a thread of `tgid`. A thread that exited may
+    /// leave its tid to a thread of another process (pid_max is often
+    /// 32768): that one is never touched, and the old one counts as
+    /// vanished.
+    fn still_in_process(&mut self, tgid: u32, tid: u32) -> bool {
+        if sched::thread_in_process(tgid, tid) {
+            return true;
+        }
+        if self.touched.remove(&tid).is_some() {
+            registry_set(tid, None);
+        }
+        self.stats.vanished_threads += 1;
+        false
+    }
+
     /// Puts thread `tid` of process `tgid` in SCHED_FIFO at `priority` (or
     /// moves it there from another SCHED_FIFO priority).
     pub fn set_fifo(&mut self, tgid: u32, tid: u32, priority: u8) -> Result<Applied, SchedError> {
+        if !self.still_in_process(tgid, tid) {
+            return Ok(Applied::Vanished);
+        }
         let t = match self.touched.get(&tid) {
             Some(t) if t.tgid == tgid => *t,
             _ => {
@@ -178,13 +197,16 @@ impl Actuator {
 
     /// Puts thread `tid` back to its original (non-real-time) policy.
     pub fn set_normal(&mut self, tid: u32) -> Result<Applied, SchedError> {
-        let Some(t) = self.touched.get_mut(&tid) else {
+        let Some(t) = self.touched.get(&tid).copied() else {
             return Ok(Applied::Done);
         };
         if t.fifo.is_none() {
             return Ok(Applied::Done);
         }
-        t.fifo = None;
+        if !self.still_in_process(t.tgid, tid) {
+            return Ok(Applied::Vanished);
+        }
+        self.touched.get_mut(&tid).expect("checked above").fifo = None;
         let original = t.original;
         registry_set(tid, None);
         self.stats.setattr_calls += 1;
@@ -350,6 +372,38 @@ mod tests {
             Applied::Vanished
         );
         assert_eq!(act.stats().vanished_threads, 1);
+    }
+
+    #[test]
+    fn a_tid_of_another_process_is_never_touched() {
+        if skip_unless_root() {
+            return;
+        }
+        let w = parked("fn-worker-r");
+        struct Restore(u32);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let _ = sched::set_attr(self.0, &SchedAttr::other(0));
+            }
+        }
+        let _restore = Restore(w.tid);
+        let pid = std::process::id();
+        let mut act = Actuator::new(None);
+        // As if the tid had been recycled into process 1.
+        assert_eq!(act.set_fifo(1, w.tid, 5).unwrap(), Applied::Vanished);
+        assert_eq!(stat_policy(w.tid), SCHED_OTHER);
+        // Held in SCHED_FIFO, then its tid belongs to another process:
+        // restoring leaves that process's thread alone.
+        assert_eq!(act.set_fifo(pid, w.tid, 5).unwrap(), Applied::Done);
+        act.touched.get_mut(&w.tid).unwrap().tgid = 1;
+        assert_eq!(act.set_normal(w.tid).unwrap(), Applied::Vanished);
+        assert_eq!(act.fifo_threads(), 0);
+        assert_eq!(
+            stat_policy(w.tid),
+            SCHED_FIFO,
+            "not ours any more: untouched"
+        );
+        assert_eq!(act.stats().vanished_threads, 2);
     }
 
     #[test]
