@@ -3,6 +3,8 @@
 //! CPU time — measured on `CLOCK_THREAD_CPUTIME_ID`, not the wall clock — so
 //! its service time is known exactly whatever the scheduler does to it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -64,6 +66,27 @@ pub fn burn_cpu_ns(ns: u64) -> u64 {
     }
 }
 
+/// Like [`burn_cpu_ns`], but stops early once `cancelled` is set (checked
+/// between clock reads, a few µs apart); returns the CPU time used and
+/// whether it stopped early.
+pub fn burn_cpu_ns_unless(ns: u64, cancelled: &AtomicBool) -> (u64, bool) {
+    let start = thread_cpu_ns();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    loop {
+        for _ in 0..256 {
+            x = x.rotate_left(5) ^ x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        }
+        std::hint::black_box(x);
+        let used = thread_cpu_ns() - start;
+        if used >= ns {
+            return (used, false);
+        }
+        if cancelled.load(Ordering::Relaxed) {
+            return (used, true);
+        }
+    }
+}
+
 /// The `spin` function.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Spin;
@@ -85,8 +108,21 @@ impl Function for Spin {
     fn invoke(&self, params: &Value) -> Result<Value, InvokeError> {
         let p: SpinParams = parse_params(params)?;
         p.validate()?;
+        let ns = (p.ms * 1e6) as u64;
         let wall_start = monotonic_ns();
-        let used = burn_cpu_ns((p.ms * 1e6) as u64);
+        let used = match crate::host::cancel::current() {
+            Some(flag) => match burn_cpu_ns_unless(ns, &flag) {
+                (used, false) => used,
+                (used, true) => {
+                    return Err(InvokeError::Failed(format!(
+                        "cancelled after {:.3} of {} ms: the client hung up",
+                        used as f64 / 1e6,
+                        p.ms
+                    )))
+                }
+            },
+            None => burn_cpu_ns(ns),
+        };
         let wall = monotonic_ns() - wall_start;
         Ok(json!({
             "requested_ms": p.ms,
@@ -125,6 +161,16 @@ mod tests {
         for bad in [json!({"ms": -1}), json!({"ms": 1e9}), json!({"ms": "ten"})] {
             assert_eq!(Spin.invoke(&bad).unwrap_err().status(), 400, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_set_flag_stops_the_burn_early() {
+        let flag = AtomicBool::new(false);
+        let (used, stopped) = burn_cpu_ns_unless(1_000_000, &flag);
+        assert!(!stopped && used >= 1_000_000);
+        flag.store(true, Ordering::Relaxed);
+        let (used, stopped) = burn_cpu_ns_unless(10_000_000_000, &flag);
+        assert!(stopped && used < 10_000_000_000);
     }
 
     #[test]

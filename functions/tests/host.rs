@@ -514,7 +514,7 @@ fn expect_continue_is_answered_before_the_body() {
 fn a_stalled_client_gets_408_and_frees_its_worker() {
     let host = start(HostConfig {
         workers: 1,
-        io_timeout: Duration::from_millis(300),
+        request_timeout: Duration::from_millis(300),
         ..HostConfig::default()
     });
     let mut stalled = Client::connect(host.local_addr());
@@ -801,4 +801,227 @@ fn auth_through_the_host_verifies_tokens_and_refuses_with_401() {
         400,
         "invalid parameters",
     );
+}
+
+// ---------------------------------------------------------------- hostile clients
+
+/// A client that sends `request` one byte every `gap` from another thread
+/// until it is done, the host closes, or the returned flag is set.
+fn trickle(
+    addr: SocketAddr,
+    request: &'static [u8],
+    gap: Duration,
+) -> (Client, Arc<std::sync::atomic::AtomicBool>) {
+    let client = Client::connect(addr);
+    let mut writer = client.stream.try_clone().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        for b in request {
+            if flag.load(std::sync::atomic::Ordering::Relaxed) || writer.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(gap);
+        }
+    });
+    (client, stop)
+}
+
+const SLOW_REQUEST: &[u8] =
+    b"POST /invoke/spin HTTP/1.1\r\nHost: loris\r\nContent-Length: 9\r\n\r\n{\"ms\": 0}";
+
+/// CPU time of thread `tid` of this process so far (schedstat, ns).
+fn thread_cpu(tid: u32) -> Duration {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).unwrap();
+    Duration::from_nanos(text.split(' ').next().unwrap().parse().unwrap())
+}
+
+#[test]
+fn slow_loris_clients_do_not_stop_a_normal_request() {
+    // One more byte-a-200-ms client than workers: each would hold a worker
+    // for the whole request (~15 s) if workers read partial requests.
+    let host = start_workers(2);
+    let lorises: Vec<_> = (0..3)
+        .map(|_| trickle(host.local_addr(), SLOW_REQUEST, Duration::from_millis(200)))
+        .collect();
+    std::thread::sleep(Duration::from_millis(600));
+    let mut c = Client::connect(host.local_addr());
+    let t = std::time::Instant::now();
+    assert_eq!(c.invoke("spin", &json!({"ms": 0})).status, 200);
+    let waited = t.elapsed();
+    assert!(
+        waited < Duration::from_secs(1),
+        "a normal request waited {waited:?} behind slow clients"
+    );
+    for (_, stop) in &lorises {
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_request_trickling_in_past_its_deadline_gets_408() {
+    let host = start(HostConfig {
+        workers: 1,
+        request_timeout: Duration::from_millis(500),
+        ..HostConfig::default()
+    });
+    // A byte every 100 ms never stalls a single read for long, but the
+    // whole request would take ~7 s.
+    let (mut loris, _stop) = trickle(host.local_addr(), SLOW_REQUEST, Duration::from_millis(100));
+    loris
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let t = std::time::Instant::now();
+    let r = loris.read_response();
+    assert_error(&r, 408, "request timeout");
+    assert!(r.closes());
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(loris.is_closed());
+    assert_eq!(host.stats().timed_out, 1);
+    // The single worker was never taken.
+    let mut c = Client::connect(host.local_addr());
+    assert_eq!(c.invoke("spin", &json!({"ms": 0})).status, 200);
+}
+
+#[test]
+fn a_signed_content_length_gets_400() {
+    let host = start_workers(1);
+    for value in ["+2", "-2", " 2 2"] {
+        let mut c = Client::connect(host.local_addr());
+        c.send(
+            format!("POST /invoke/spin HTTP/1.1\r\nContent-Length: {value}\r\n\r\n{{}}").as_bytes(),
+        );
+        let r = c.read_response();
+        assert_error(&r, 400, "malformed request");
+        assert!(
+            r.json()["detail"].as_str().unwrap().contains("digits only"),
+            "{:?}",
+            r.json()
+        );
+        assert!(c.is_closed());
+    }
+}
+
+#[test]
+fn head_gets_405_without_a_body() {
+    let host = start_workers(1);
+    let mut c = Client::connect(host.local_addr());
+    for (path, allow) in [("/healthz", "GET"), ("/invoke/spin", "POST")] {
+        c.send(format!("HEAD {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+        let r = c.read_response();
+        assert_eq!(r.status, 405);
+        assert_eq!(r.header("allow"), Some(allow));
+        assert_eq!(r.header("content-length"), Some("0"));
+        assert!(r.body.is_empty());
+    }
+    // Any body bytes after the HEAD replies would be read as the next reply.
+    let r = c.request("GET", "/healthz", b"");
+    assert_eq!((r.status, &r.body[..]), (200, &b"ok"[..]));
+}
+
+/// A `spin` request of `ms` padded with whitespace to `len` body bytes.
+fn padded_spin(ms: f64, len: usize) -> Vec<u8> {
+    let mut body = json!({ "ms": ms }).to_string().into_bytes();
+    body.resize(len, b' ');
+    body
+}
+
+#[test]
+fn requests_past_the_bytes_in_flight_limit_get_503_with_retry_after() {
+    let host = start(HostConfig {
+        workers: 2,
+        max_inflight_bytes: 8 * 1024,
+        ..HostConfig::default()
+    });
+    let addr = host.local_addr();
+    let first = std::thread::spawn(move || {
+        let mut c = Client::connect(addr);
+        c.request("POST", "/invoke/spin", &padded_spin(600.0, 5 * 1024))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // A free worker, but 5 KiB + 5 KiB would pass the 8 KiB limit.
+    let mut c = Client::connect(addr);
+    let r = c.request("POST", "/invoke/spin", &padded_spin(0.0, 5 * 1024));
+    assert_error(&r, 503, "busy");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(r.closes());
+    assert!(c.is_closed());
+    // A small one still fits beside the first.
+    let mut c = Client::connect(addr);
+    assert_eq!(
+        c.request("POST", "/invoke/spin", &padded_spin(0.0, 512))
+            .status,
+        200
+    );
+    assert_eq!(first.join().unwrap().status, 200);
+    // Its bytes came back: the large one fits now.
+    let mut c = Client::connect(addr);
+    assert_eq!(
+        c.request("POST", "/invoke/spin", &padded_spin(0.0, 5 * 1024))
+            .status,
+        200
+    );
+    assert_eq!(host.stats().shed, 1);
+}
+
+#[test]
+fn a_client_that_hangs_up_stops_its_spin() {
+    let host = start_workers(1);
+    let worker = host.worker_tids()[0];
+    let before = thread_cpu(worker);
+    let mut gone = Client::connect(host.local_addr());
+    gone.send_request(
+        "POST",
+        "/invoke/spin",
+        json!({"ms": 4000}).to_string().as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    drop(gone);
+    // The only worker is free again long before the 4 s spin would end.
+    let mut c = Client::connect(host.local_addr());
+    let t = std::time::Instant::now();
+    assert_eq!(c.invoke("spin", &json!({"ms": 0})).status, 200);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let burned = thread_cpu(worker) - before;
+    assert!(burned < Duration::from_secs(1), "worker burned {burned:?}");
+    assert_eq!(host.stats().cancelled, 1);
+}
+
+#[test]
+fn shutdown_with_stalled_clients_ends_within_the_drain_bound() {
+    let host = start(HostConfig {
+        workers: 2,
+        drain_timeout: Duration::from_millis(300),
+        ..HostConfig::default()
+    });
+    let addr = host.local_addr();
+    let lorises: Vec<_> = (0..3)
+        .map(|_| trickle(addr, SLOW_REQUEST, Duration::from_millis(200)))
+        .collect();
+    // One request that runs past the drain bound.
+    let long = std::thread::spawn(move || {
+        let mut c = Client::connect(addr);
+        c.send_request(
+            "POST",
+            "/invoke/spin",
+            json!({"ms": 10000}).to_string().as_bytes(),
+        );
+        let mut b = [0u8; 256];
+        c.stream.read(&mut b).map(|n| n == 0)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let t = std::time::Instant::now();
+    let stats = host.shutdown();
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(stats.abandoned, 1, "{stats:?}");
+    let closed = long.join().unwrap();
+    assert!(
+        matches!(closed, Ok(true)) || closed.is_err(),
+        "cut-off request closed unanswered: {closed:?}"
+    );
+    for (mut c, stop) in lorises {
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(c.is_closed(), "a stalled connection was closed");
+    }
 }

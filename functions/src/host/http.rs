@@ -1,32 +1,42 @@
-//! The slice of HTTP/1.1 the host speaks, on a blocking socket: read one
-//! request (head parsed with `httparse`, body by `Content-Length`), write
-//! one reply with `Content-Length`. Chunked request bodies are refused with
-//! 411; `Expect: 100-continue` is honoured.
+//! The slice of HTTP/1.1 the host speaks: parse a request head (with
+//! `httparse`), read one request on the worker (body by `Content-Length`,
+//! under the request's deadline), write one reply with `Content-Length`.
+//! Chunked request bodies are refused with 411; `Expect: 100-continue` is
+//! answered by the poller before the body arrives (see `poller.rs`).
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use slokit_model::contract::{EXEC_US_HEADER, TID_HEADER};
+
+use super::sock;
 
 /// Longest request head (request line + headers) accepted.
 pub(crate) const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 32;
 const READ_CHUNK: usize = 16 * 1024;
 
-/// A connection as the host keeps it: the socket, bytes read past the last
-/// request (pipelining), and its id for the notify protocol.
+/// A connection as the host keeps it: the socket (shared with the
+/// poller's record of it while a worker serves it, so the poller can cut
+/// it off at the end of a shutdown), the worker's read buffer, and its id
+/// for the notify protocol.
 pub(crate) struct Conn {
     pub(crate) id: u64,
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Arc<TcpStream>,
     pub(crate) buf: Vec<u8>,
+    /// Bytes of a request the poller waits to see buffered before a worker
+    /// takes it, when the request is larger (see `poller.rs`).
+    pub(crate) peek_limit: usize,
 }
 
 /// Request methods the host routes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Method {
     Get,
+    Head,
     Post,
     Other,
 }
@@ -40,15 +50,24 @@ pub(crate) struct Head {
     pub(crate) keep_alive: bool,
     /// HTTP/1.0 client that asked for keep-alive: the reply must say so.
     pub(crate) http10_keep_alive: bool,
+    /// The client sent `Expect: 100-continue`.
+    pub(crate) expect_continue: bool,
     pub(crate) head_len: usize,
     pub(crate) body_len: usize,
+}
+
+impl Head {
+    /// Head and body: the bytes the request occupies on the connection.
+    pub(crate) fn total_len(&self) -> usize {
+        self.head_len + self.body_len
+    }
 }
 
 /// Why no request could be read; each maps to a status and closes the
 /// connection, except `Idle` and `Closed`.
 #[derive(Debug)]
 pub(crate) enum ReadError {
-    /// Nothing to read after all (spurious readiness): park it again.
+    /// Nothing to read after all: park it again.
     Idle,
     /// The peer closed (or reset) between requests: drop it quietly.
     Closed,
@@ -56,33 +75,31 @@ pub(crate) enum ReadError {
     Reject(u16, String),
 }
 
-/// Reads one complete request into `conn.buf`. The first read does not
-/// block (the poller said the socket is readable; if it is not, the
-/// connection is parked again); later reads block up to the socket's read
-/// timeout, so a client stalling mid-request holds its worker at most that
-/// long.
-pub(crate) fn read_request(conn: &mut Conn, max_body: usize) -> Result<Head, ReadError> {
-    let mut first = conn.buf.is_empty();
-    let mut sent_continue = false;
+/// Reads one complete request into `conn.buf` (cleared first) on the
+/// worker. The poller has seen `hint` bytes of it in the socket (the whole
+/// request, or its head and the first part of a large body), so the first
+/// `recv` normally takes all of it at once; further reads wait for the rest
+/// until `deadline`, then the request gets 408. Reads stop at the end of
+/// the request, so a pipelined next one stays in the socket for the poller.
+pub(crate) fn read_request(
+    conn: &mut Conn,
+    hint: usize,
+    deadline: Instant,
+    max_body: usize,
+) -> Result<Head, ReadError> {
+    conn.buf.clear();
+    let fd = conn.stream.as_raw_fd();
     let mut head: Option<Head> = None;
     loop {
-        if head.is_none() && !conn.buf.is_empty() {
-            head = parse_head(&conn.buf, max_body)?;
-        }
-        if let Some(h) = &head {
-            if h.body_len > 0 && !sent_continue && conn.buf.len() < h.head_len + h.body_len {
-                if expects_continue(&conn.buf[..h.head_len]) {
-                    conn.stream
-                        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                        .map_err(|_| ReadError::Closed)?;
-                }
-                sent_continue = true;
-            }
-            if conn.buf.len() >= h.head_len + h.body_len {
-                return Ok(head.take().expect("checked above"));
-            }
-        }
-        match recv_more(conn, first) {
+        let have = conn.buf.len();
+        let want = match &head {
+            Some(h) => h.total_len() - have,
+            // Before the head is known: what the poller saw, then more
+            // of the head (it cannot pass MAX_HEAD without a 431).
+            None if have < hint => hint - have,
+            None => READ_CHUNK.min((MAX_HEAD + 1).saturating_sub(have)).max(1),
+        };
+        match sock::recv_into(fd, &mut conn.buf, want) {
             Ok(0) if conn.buf.is_empty() => return Err(ReadError::Closed),
             Ok(0) => {
                 return Err(ReadError::Reject(
@@ -91,54 +108,46 @@ pub(crate) fn read_request(conn: &mut Conn, max_body: usize) -> Result<Head, Rea
                 ))
             }
             Ok(_) => {}
-            Err(e) if first && e.kind() == io::ErrorKind::WouldBlock => {
-                return Err(ReadError::Idle)
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Err(ReadError::Reject(
-                    408,
-                    "request not completed within the read timeout".into(),
-                ))
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if conn.buf.is_empty() {
+                    return Err(ReadError::Idle);
+                }
+                if !sock::wait_readable(fd, deadline) {
+                    return Err(timeout());
+                }
+                continue;
             }
             Err(_) if conn.buf.is_empty() => return Err(ReadError::Closed),
             Err(e) => return Err(ReadError::Reject(400, format!("reading the request: {e}"))),
         }
-        first = false;
+        if head.is_none() {
+            head = parse_head(&conn.buf, max_body)?;
+            if let Some(h) = &head {
+                conn.buf
+                    .reserve(h.total_len().saturating_sub(conn.buf.len()));
+            }
+        }
+        if let Some(h) = &head {
+            if conn.buf.len() >= h.total_len() {
+                return Ok(head.take().expect("checked above"));
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(timeout());
+        }
     }
 }
 
-/// One `recv(2)` appended to the connection buffer; `dont_wait` makes it
-/// non-blocking for this call only.
-fn recv_more(conn: &mut Conn, dont_wait: bool) -> io::Result<usize> {
-    conn.buf.reserve(READ_CHUNK);
-    let spare = conn.buf.spare_capacity_mut();
-    let flags = if dont_wait { libc::MSG_DONTWAIT } else { 0 };
-    loop {
-        // SAFETY: the pointer and length describe the buffer's spare
-        // capacity, which the kernel may write to.
-        let n = unsafe {
-            libc::recv(
-                conn.stream.as_raw_fd(),
-                spare.as_mut_ptr().cast(),
-                spare.len(),
-                flags,
-            )
-        };
-        if n >= 0 {
-            let n = n as usize;
-            // SAFETY: the kernel initialised the first `n` spare bytes.
-            unsafe { conn.buf.set_len(conn.buf.len() + n) };
-            return Ok(n);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+/// The rejection of a request not complete within its deadline.
+pub(crate) fn timeout() -> ReadError {
+    ReadError::Reject(
+        408,
+        "request not completed within the request timeout".into(),
+    )
 }
 
 /// Parses the head once it is complete; `Ok(None)` while more is needed.
-fn parse_head(buf: &[u8], max_body: usize) -> Result<Option<Head>, ReadError> {
+pub(crate) fn parse_head(buf: &[u8], max_body: usize) -> Result<Option<Head>, ReadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
@@ -173,6 +182,7 @@ fn parse_head(buf: &[u8], max_body: usize) -> Result<Option<Head>, ReadError> {
     }
     let method = match req.method {
         Some("GET") => Method::Get,
+        Some("HEAD") => Method::Head,
         Some("POST") => Method::Post,
         _ => Method::Other,
     };
@@ -182,13 +192,16 @@ fn parse_head(buf: &[u8], max_body: usize) -> Result<Option<Head>, ReadError> {
 
     let mut close = false;
     let mut ka = false;
+    let mut expect_continue = false;
     let mut body_len: Option<usize> = None;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            let v = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|s| s.trim().parse::<usize>().ok())
-                .ok_or_else(|| ReadError::Reject(400, "invalid Content-Length".into()))?;
+            let v = parse_content_length(h.value).ok_or_else(|| {
+                ReadError::Reject(
+                    400,
+                    "invalid Content-Length (digits only, like `Content-Length: 42`)".into(),
+                )
+            })?;
             if body_len.is_some_and(|b| b != v) {
                 return Err(ReadError::Reject(
                     400,
@@ -201,6 +214,8 @@ fn parse_head(buf: &[u8], max_body: usize) -> Result<Option<Head>, ReadError> {
                 411,
                 "chunked or encoded request bodies are not supported; send Content-Length".into(),
             ));
+        } else if h.name.eq_ignore_ascii_case("expect") {
+            expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         } else if h.name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
@@ -222,21 +237,42 @@ fn parse_head(buf: &[u8], max_body: usize) -> Result<Option<Head>, ReadError> {
         path,
         keep_alive,
         http10_keep_alive: http10 && keep_alive,
+        expect_continue,
         head_len,
         body_len,
     }))
 }
 
-fn expects_continue(head: &[u8]) -> bool {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    if req.parse(head).is_err() {
-        return false;
+/// `Content-Length`'s value: 1*DIGIT (RFC 9110 §8.6) with optional
+/// surrounding whitespace; a sign, a space inside or an overflow is `None`.
+fn parse_content_length(value: &[u8]) -> Option<usize> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
     }
-    req.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("expect")
-            && h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
-    })
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Writes the JSON error body `{"error": .., "detail": ..}` into `out`
+/// (cleared first).
+pub(crate) fn error_body(out: &mut Vec<u8>, error: &str, detail: &str) {
+    out.clear();
+    let _ = serde_json::to_writer(
+        &mut *out,
+        &serde_json::json!({"error": error, "detail": detail}),
+    );
+}
+
+/// The `error` field of a reply to a request that was not run.
+pub(crate) fn rejection_kind(status: u16) -> &'static str {
+    match status {
+        408 => "request timeout",
+        411 => "length required",
+        413 => "body too large",
+        431 => "request head too large",
+        503 => "busy",
+        _ => "malformed request",
+    }
 }
 
 /// Reason phrase of the statuses the host uses.
@@ -265,6 +301,10 @@ pub(crate) struct Reply<'a> {
     pub(crate) keep_alive: bool,
     pub(crate) http10_keep_alive: bool,
     pub(crate) allow: Option<&'static str>,
+    /// `Retry-After` seconds of a 503.
+    pub(crate) retry_after: Option<u32>,
+    /// The request was `HEAD`: headers only, `content-length: 0`.
+    pub(crate) omit_body: bool,
     pub(crate) tid: u32,
     pub(crate) exec: Option<Duration>,
 }
@@ -273,6 +313,7 @@ pub(crate) struct Reply<'a> {
 /// body, ready for one `send`.
 pub(crate) fn encode_reply(reply: &Reply<'_>, out: &mut Vec<u8>) {
     out.clear();
+    let body: &[u8] = if reply.omit_body { b"" } else { reply.body };
     // Writing into a Vec cannot fail.
     let _ = write!(
         out,
@@ -280,7 +321,7 @@ pub(crate) fn encode_reply(reply: &Reply<'_>, out: &mut Vec<u8>) {
         reply.status,
         reason(reply.status),
         reply.content_type,
-        reply.body.len(),
+        body.len(),
         reply.tid
     );
     if let Some(exec) = reply.exec {
@@ -289,13 +330,16 @@ pub(crate) fn encode_reply(reply: &Reply<'_>, out: &mut Vec<u8>) {
     if let Some(allow) = reply.allow {
         let _ = write!(out, "allow: {allow}\r\n");
     }
+    if let Some(secs) = reply.retry_after {
+        let _ = write!(out, "retry-after: {secs}\r\n");
+    }
     if !reply.keep_alive {
         out.extend_from_slice(b"connection: close\r\n");
     } else if reply.http10_keep_alive {
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(reply.body);
+    out.extend_from_slice(body);
 }
 
 #[cfg(test)]
@@ -332,6 +376,26 @@ mod tests {
     }
 
     #[test]
+    fn content_length_is_digits_with_optional_whitespace() {
+        let h = head("POST / HTTP/1.1\r\nContent-Length:  007 \r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.body_len, 7);
+        assert_eq!(h.total_len(), h.head_len + 7);
+    }
+
+    #[test]
+    fn head_requests_and_expect_continue_are_recognised() {
+        let h = head("HEAD /healthz HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert_eq!(h.method, Method::Head);
+        assert!(!h.expect_continue);
+        let h = head("POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.expect_continue);
+    }
+
+    #[test]
     fn partial_heads_wait_for_more() {
         assert!(head("GET / HTTP/1.1\r\nHost: x").unwrap().is_none());
     }
@@ -355,6 +419,13 @@ mod tests {
             status("POST / HTTP/1.1\r\nContent-Length: 4096\r\n\r\n"),
             413
         );
+        for bad in ["+2", "-1", "2 3", "0x10", "", "99999999999999999999999"] {
+            assert_eq!(
+                status(&format!("POST / HTTP/1.1\r\nContent-Length: {bad}\r\n\r\n")),
+                400,
+                "Content-Length: {bad}"
+            );
+        }
         assert_eq!(
             status("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             411
@@ -374,6 +445,8 @@ mod tests {
                 keep_alive: false,
                 http10_keep_alive: false,
                 allow: None,
+                retry_after: None,
+                omit_body: false,
                 tid: 42,
                 exec: Some(Duration::from_micros(17)),
             },
@@ -386,5 +459,33 @@ mod tests {
         assert!(text.contains("x-slokit-exec-us: 17\r\n"));
         assert!(text.contains("connection: close\r\n"));
         assert!(text.ends_with("\r\n\r\n{}"));
+    }
+
+    #[test]
+    fn replies_to_head_have_no_body_and_503s_say_when_to_retry() {
+        let mut out = Vec::new();
+        encode_reply(
+            &Reply {
+                status: 503,
+                content_type: "application/json",
+                body: b"{\"error\":\"busy\"}",
+                keep_alive: false,
+                http10_keep_alive: false,
+                allow: None,
+                retry_after: Some(1),
+                omit_body: true,
+                tid: 42,
+                exec: None,
+            },
+            &mut out,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("content-length: 0\r\n"), "{text}");
+        assert!(text.contains("retry-after: 1\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
     }
 }

@@ -1,37 +1,40 @@
-//! The function host behind `slokit serve`: HTTP/1.1 on blocking std
-//! sockets, a fixed pool of worker threads, and the threading contract the
-//! scheduler relies on (DESIGN.md, "The function host"): **the worker that
-//! `recv`s a request runs the function and `send`s the reply**, so a
-//! black-box monitor (the seed's kprobes, slokit's `tp_btf` programs) sees
-//! arrival and completion on the thread that must be scheduled.
+//! The function host behind `slokit serve`: HTTP/1.1 on std sockets, a
+//! fixed pool of worker threads, and the threading contract the scheduler
+//! relies on (DESIGN.md, "The function host"): **the worker that `recv`s a
+//! request runs the function and `send`s the reply**, so a black-box
+//! monitor (the seed's kprobes, slokit's `tp_btf` programs) sees arrival and
+//! completion on the thread that must be scheduled.
 //!
 //! Threads:
-//! - `host-acceptor` accepts connections and parks them with the poller;
-//! - `host-poller` waits (epoll) on parked connections and queues each one
-//!   that becomes readable for the workers (see `poller.rs`), so idle keep-alive
-//!   connections hold no worker;
+//! - `host-acceptor` accepts connections and hands them to the poller;
+//! - `host-poller` holds every connection no worker serves (epoll) and
+//!   queues one for the workers once its request is in the socket buffer,
+//!   looking at it without consuming it (see `poller.rs`), so idle and
+//!   slow clients hold no worker;
 //! - `fn-worker-<i>`, created eagerly, each reads one request, runs it,
-//!   writes the reply and parks the connection again (see `worker.rs`).
+//!   writes the reply and gives the connection back (see `worker.rs`).
 //!
 //! With `worker_cpus` the workers are pinned to those CPUs and the acceptor
 //! and poller to the remaining ones, so a `SCHED_FIFO` policy on busy
 //! workers cannot starve the host's own threads.
 
+pub mod cancel;
 mod http;
+mod inflight;
 mod notifier;
 mod poller;
 mod signals;
+mod sock;
 mod worker;
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -39,16 +42,28 @@ use crate::catalogue::Catalogue;
 
 pub use signals::{signal_name, ShutdownSignals};
 
-use http::Conn;
+use http::{Conn, MAX_HEAD};
+use inflight::InFlight;
 use notifier::Notifier;
+use poller::{Back, Handoff};
 use slokit_sys::cpu::{current_affinity, format_cpu_list, pin_current_thread};
 use slokit_sys::poll::{Epoll, EventFd};
 use slokit_sys::sched::gettid;
 
 /// Default limit on a request body: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
-/// Default time a client may take to finish sending a request it started.
+/// Default time a request may take to arrive, from its first byte.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a reply may wait for a client that does not read it.
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a graceful shutdown waits for requests in flight.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default limit on request bytes in flight: 256 MiB.
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 256 * 1024 * 1024;
+/// Largest part of a request the poller waits to see buffered before a
+/// worker takes it (see `poller.rs`); the socket receive buffer is raised
+/// to hold it.
+pub const MAX_PEEK_BYTES: usize = 256 * 1024;
 /// Default listen backlog (the kernel caps it at `net.core.somaxconn`).
 pub const DEFAULT_BACKLOG: i32 = 4096;
 /// Default number of workers when no CPU list says otherwise.
@@ -77,9 +92,18 @@ pub struct HostConfig {
     pub notify: Option<PathBuf>,
     /// Largest request body accepted; larger ones get 413.
     pub max_body: usize,
-    /// How long a client may stall mid-request (408 after), and how long a
-    /// reply may wait for a client that does not read.
+    /// How long a request may take to arrive completely, from its first
+    /// byte (408 after), however steadily its bytes trickle in.
+    pub request_timeout: Duration,
+    /// How long a reply may wait for a client that does not read it.
     pub io_timeout: Duration,
+    /// How long a graceful shutdown waits for requests in flight before it
+    /// cuts them off.
+    pub drain_timeout: Duration,
+    /// Limit on the bytes (head and body) of the requests handed to workers
+    /// and not yet answered; a request that would pass it gets 503 with
+    /// `Retry-After` (one alone always fits).
+    pub max_inflight_bytes: usize,
     /// Listen backlog.
     pub backlog: i32,
 }
@@ -93,7 +117,10 @@ impl Default for HostConfig {
             worker_cpus: None,
             notify: None,
             max_body: DEFAULT_MAX_BODY,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             io_timeout: DEFAULT_IO_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
             backlog: DEFAULT_BACKLOG,
         }
     }
@@ -131,10 +158,22 @@ pub enum HostError {
 
 /// Work for the worker pool.
 pub(crate) enum Job {
-    /// A connection with (probably) a request to read.
-    Serve(Conn),
+    /// A connection whose request is in the socket.
+    Serve(Handoff),
     /// Exit the worker loop (sent once per worker at shutdown).
     Stop,
+}
+
+/// Counters every thread adds to.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) connections: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    pub(crate) timed_out: AtomicU64,
+    pub(crate) shed: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+    pub(crate) abandoned: AtomicU64,
 }
 
 /// State every host thread shares.
@@ -143,67 +182,38 @@ pub(crate) struct Shared {
     pub(crate) functions_json: Vec<u8>,
     pub(crate) config: HostConfig,
     pub(crate) epoll: Epoll,
-    /// Parked connections by connection id (the epoll token).
-    pub(crate) idle: Mutex<HashMap<u64, Conn>>,
     jobs_tx: Sender<Job>,
     pub(crate) jobs_rx: Receiver<Job>,
+    /// Connections coming back to the poller, and its wake-up.
+    back_tx: Sender<Back>,
+    pub(crate) back_rx: Receiver<Back>,
+    pub(crate) poller_wake: EventFd,
+    /// The poller's "shutdown seen; the last requests are queued".
+    pub(crate) stop_ack: (Sender<()>, Receiver<()>),
+    worker_done: (Sender<()>, Receiver<()>),
+    /// Graceful shutdown has begun.
     pub(crate) stopping: AtomicBool,
+    /// The drain bound passed: workers drop what is still queued.
+    pub(crate) abandoning: AtomicBool,
+    /// The poller cuts off what is left and exits.
+    pub(crate) finishing: AtomicBool,
     pub(crate) notifier: Option<Notifier>,
+    pub(crate) inflight: InFlight,
     next_conn_id: AtomicU64,
-    pub(crate) requests: AtomicU64,
-    connections: AtomicU64,
+    pub(crate) counters: Counters,
 }
 
 impl Shared {
-    /// Queues a connection for the workers.
-    pub(crate) fn dispatch(&self, conn: Conn) {
+    /// Queues a job for the workers.
+    pub(crate) fn dispatch(&self, job: Job) {
         // The receiver lives in `Shared` itself, so sending cannot fail.
-        let _ = self.jobs_tx.send(Job::Serve(conn));
+        let _ = self.jobs_tx.send(job);
     }
 
-    /// Parks a connection with the poller until its next request; closes it
-    /// instead when the host is shutting down.
-    pub(crate) fn park(&self, conn: Conn) {
-        if self.stopping.load(Ordering::Relaxed) {
-            return;
-        }
-        let (id, fd) = (conn.id, conn.stream.as_raw_fd());
-        // Into the table before arming: the poller may fire at once.
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, conn);
-        if self.epoll.modify(fd, poller::ONESHOT_READ, id).is_err() {
-            self.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
-        }
-    }
-
-    fn park_new(&self, conn: Conn) {
-        let (id, fd) = (conn.id, conn.stream.as_raw_fd());
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, conn);
-        if self.epoll.add_with(fd, poller::ONESHOT_READ, id).is_err() {
-            self.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
-        }
-    }
-
-    fn close_idle(&self) {
-        let drained: Vec<Conn> = self
-            .idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .map(|(_, c)| c)
-            .collect();
-        drop(drained);
+    /// Hands a connection (or news of its end) to the poller.
+    pub(crate) fn give_back(&self, msg: Back) {
+        let _ = self.back_tx.send(msg);
+        self.poller_wake.signal();
     }
 }
 
@@ -212,8 +222,21 @@ impl Shared {
 pub struct HostStats {
     /// Connections accepted.
     pub connections: u64,
-    /// Requests answered (any status, including errors after a full read).
+    /// Requests answered by a worker (any status, including errors after a
+    /// full read).
     pub requests: u64,
+    /// Requests not complete within the request timeout (408).
+    pub timed_out: u64,
+    /// Requests refused because of the bytes-in-flight limit (503).
+    pub shed: u64,
+    /// Requests refused as malformed, too large or cut short (4xx).
+    pub rejected: u64,
+    /// Invocations whose client hung up while they ran (a function that
+    /// can, such as `spin`, stopped early).
+    pub cancelled: u64,
+    /// Requests still queued or running when the drain bound passed; their
+    /// connections were closed unanswered.
+    pub abandoned: u64,
     /// Notify events dropped because the agent's socket was full or gone.
     pub notify_dropped: u64,
 }
@@ -226,9 +249,7 @@ impl Host {
     /// Binds, starts the acceptor, the poller and every worker, and returns
     /// once all of them run (pinned, when asked).
     pub fn start(config: HostConfig, catalogue: Catalogue) -> Result<RunningHost, HostError> {
-        if config.workers == 0 {
-            return Err(HostError::Config("workers must be at least 1".into()));
-        }
+        validate(&config)?;
         let resource = |what| move |source| HostError::Resource { what, source };
         let (worker_cpus, service_cpus) = plan_cpus(config.worker_cpus.as_deref())?;
         let notifier = config
@@ -243,25 +264,32 @@ impl Host {
         let functions_json =
             serde_json::to_vec(&catalogue.infos()).expect("function infos serialise");
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
+        let (back_tx, back_rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             catalogue,
             functions_json,
             epoll: Epoll::new().map_err(resource("epoll instance"))?,
-            idle: Mutex::new(HashMap::new()),
             jobs_tx,
             jobs_rx,
+            back_tx,
+            back_rx,
+            poller_wake: EventFd::new().map_err(resource("poller eventfd"))?,
+            stop_ack: crossbeam_channel::bounded(1),
+            worker_done: crossbeam_channel::unbounded(),
             stopping: AtomicBool::new(false),
+            abandoning: AtomicBool::new(false),
+            finishing: AtomicBool::new(false),
             notifier,
+            inflight: InFlight::new(config.max_inflight_bytes),
             next_conn_id: AtomicU64::new(1),
-            requests: AtomicU64::new(0),
-            connections: AtomicU64::new(0),
+            counters: Counters::default(),
             config,
         });
-        let wake = Arc::new(EventFd::new().map_err(resource("shutdown eventfd"))?);
         shared
             .epoll
-            .add(wake.fd(), poller::WAKE_TOKEN)
+            .add(shared.poller_wake.fd(), poller::WAKE_TOKEN)
             .map_err(resource("epoll registration"))?;
+        let wake = Arc::new(EventFd::new().map_err(resource("shutdown eventfd"))?);
 
         let mut host = RunningHost {
             shared: shared.clone(),
@@ -281,7 +309,8 @@ impl Host {
             let s = shared.clone();
             let cpus = worker_cpus.clone();
             let (handle, tid) = spawn_pinned(format!("{WORKER_PREFIX}{i}"), cpus, move |tid| {
-                worker::Worker::new(tid).run(&s)
+                worker::Worker::new(tid).run(&s);
+                let _ = s.worker_done.0.send(());
             })?;
             host.workers.push(handle);
             host.worker_tids.push(tid);
@@ -301,6 +330,23 @@ impl Host {
         host.acceptor_tid = tid;
         Ok(host)
     }
+}
+
+fn validate(config: &HostConfig) -> Result<(), HostError> {
+    let refuse = |what: &str| Err(HostError::Config(what.into()));
+    if config.workers == 0 {
+        return refuse("workers must be at least 1");
+    }
+    if config.request_timeout.is_zero() {
+        return refuse("the request timeout must be above 0 (try 10s)");
+    }
+    if config.io_timeout.is_zero() {
+        return refuse("the I/O timeout must be above 0 (try 10s)");
+    }
+    if config.max_inflight_bytes == 0 {
+        return refuse("the bytes-in-flight limit must be above 0 (try 256MiB)");
+    }
+    Ok(())
 }
 
 /// A host that is serving. Dropping it shuts it down like
@@ -357,16 +403,28 @@ impl RunningHost {
 
     /// Counters so far.
     pub fn stats(&self) -> HostStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         HostStats {
-            connections: self.shared.connections.load(Ordering::Relaxed),
-            requests: self.shared.requests.load(Ordering::Relaxed),
+            connections: get(&c.connections),
+            requests: get(&c.requests),
+            timed_out: get(&c.timed_out),
+            shed: get(&c.shed),
+            rejected: get(&c.rejected),
+            cancelled: get(&c.cancelled),
+            abandoned: get(&c.abandoned),
             notify_dropped: self.shared.notifier.as_ref().map_or(0, Notifier::dropped),
         }
     }
 
     /// Graceful shutdown: stops accepting, serves the requests that have
-    /// arrived (their replies say `connection: close`), closes idle
-    /// connections, and joins every thread. Returns the final counters.
+    /// arrived (their replies say `connection: close`) for up to the drain
+    /// timeout, closes idle connections and ones whose request is still
+    /// arriving, and then cuts off whatever still runs (its socket shut
+    /// down, its invocation asked to cancel). Returns within the drain
+    /// timeout plus a short grace, even when a function cannot stop early
+    /// (that worker is left to finish on its own). Returns the final
+    /// counters.
     pub fn shutdown(mut self) -> HostStats {
         self.stop();
         self.stats()
@@ -377,31 +435,62 @@ impl RunningHost {
             return;
         }
         self.stopped = true;
-        self.shared.stopping.store(true, Ordering::SeqCst);
+        let drain_until = Instant::now() + self.shared.config.drain_timeout;
+        let shared = &self.shared;
+        shared.stopping.store(true, Ordering::SeqCst);
         self.wake.signal();
+        shared.poller_wake.signal();
         // The acceptor drops the listener on exit: new connections are
         // refused from here on.
         if let Some(h) = self.acceptor.take() {
             let _ = h.join();
         }
-        // The poller hands over what is already readable, then exits.
+        // The poller queues the requests already complete in their sockets
+        // and closes every other connection it holds.
+        if self.poller.is_some() {
+            let _ = shared.stop_ack.1.recv_deadline(drain_until);
+        }
+        // Stops queue behind the requests still waiting for a worker.
+        for _ in &self.workers {
+            shared.dispatch(Job::Stop);
+        }
+        let mut exited = 0;
+        while exited < self.workers.len() && shared.worker_done.1.recv_deadline(drain_until).is_ok()
+        {
+            exited += 1;
+        }
+        if exited < self.workers.len() {
+            shared.abandoning.store(true, Ordering::SeqCst);
+        }
+        shared.finishing.store(true, Ordering::SeqCst);
+        shared.poller_wake.signal();
         if let Some(h) = self.poller.take() {
             let _ = h.join();
         }
-        self.shared.close_idle();
-        // Stops queue behind the connections still waiting for a worker.
-        for _ in &self.workers {
-            let _ = self.shared.jobs_tx.send(Job::Stop);
+        if exited < self.workers.len() {
+            // Cut off: reads and writes fail at once and `spin` stops; a
+            // function that cannot stop keeps its worker until it returns.
+            let grace = Instant::now() + CUT_OFF_GRACE;
+            while exited < self.workers.len() && shared.worker_done.1.recv_deadline(grace).is_ok() {
+                exited += 1;
+            }
         }
         for h in self.workers.drain(..) {
-            let _ = h.join();
+            if h.is_finished() {
+                let _ = h.join();
+            }
         }
-        self.shared.close_idle();
-        while let Ok(job) = self.shared.jobs_rx.try_recv() {
+        while let Ok(job) = shared.jobs_rx.try_recv() {
             drop(job);
+        }
+        while let Ok(msg) = shared.back_rx.try_recv() {
+            drop(msg);
         }
     }
 }
+
+/// How long a shutdown waits for workers after cutting their requests off.
+const CUT_OFF_GRACE: Duration = Duration::from_millis(500);
 
 impl Drop for RunningHost {
     fn drop(&mut self) {
@@ -504,8 +593,8 @@ where
     }
 }
 
-/// The acceptor's loop: accept everything pending, park it with the
-/// poller, sleep in `poll(2)` on the listener and the stop eventfd.
+/// The acceptor's loop: accept everything pending, hand it to the poller,
+/// sleep in `poll(2)` on the listener and the stop eventfd.
 fn accept_loop(shared: &Shared, listener: TcpListener, wake: &EventFd) {
     let mut fds = [
         libc::pollfd {
@@ -519,7 +608,8 @@ fn accept_loop(shared: &Shared, listener: TcpListener, wake: &EventFd) {
             revents: 0,
         },
     ];
-    let timeout = shared.config.io_timeout;
+    let io_timeout = shared.config.io_timeout;
+    let want_rcvbuf = (MAX_PEEK_BYTES + MAX_HEAD).min(shared.config.max_body + MAX_HEAD);
     loop {
         // SAFETY: `fds` is a valid array of two pollfd structs.
         let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
@@ -529,19 +619,22 @@ fn accept_loop(shared: &Shared, listener: TcpListener, wake: &EventFd) {
         if fds[1].revents != 0 || shared.stopping.load(Ordering::SeqCst) {
             return;
         }
+        let mut adopted = false;
         loop {
             match listener.accept() {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let _ = stream.set_read_timeout(Some(timeout));
-                    let _ = stream.set_write_timeout(Some(timeout));
-                    shared.connections.fetch_add(1, Ordering::Relaxed);
+                    let _ = stream.set_write_timeout(Some(io_timeout));
+                    let peek_limit = peek_limit(&stream, want_rcvbuf);
+                    shared.counters.connections.fetch_add(1, Ordering::Relaxed);
                     let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-                    shared.park_new(Conn {
+                    let _ = shared.back_tx.send(Back::Adopt(Conn {
                         id,
-                        stream,
+                        stream: Arc::new(stream),
                         buf: Vec::new(),
-                    });
+                        peek_limit,
+                    }));
+                    adopted = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -553,7 +646,28 @@ fn accept_loop(shared: &Shared, listener: TcpListener, wake: &EventFd) {
                 }
             }
         }
+        if adopted {
+            shared.poller_wake.signal();
+        }
     }
+}
+
+/// Raises the socket's receive buffer so it can hold `want` bytes of a
+/// request the poller has not consumed (the kernel caps it at
+/// `net.core.rmem_max`), and returns how much the poller may wait for:
+/// half the buffer the kernel granted (the rest is its bookkeeping; a
+/// buffer holds more than half of its size in payload), at most
+/// [`MAX_PEEK_BYTES`].
+fn peek_limit(stream: &std::net::TcpStream, want: usize) -> usize {
+    let sock = socket2::SockRef::from(stream);
+    let granted = match sock.recv_buffer_size() {
+        Ok(now) if now >= 2 * want => now,
+        _ => {
+            let _ = sock.set_recv_buffer_size(want);
+            sock.recv_buffer_size().unwrap_or(0)
+        }
+    };
+    (granted / 2).clamp(4096, MAX_PEEK_BYTES)
 }
 
 #[cfg(test)]

@@ -1,20 +1,25 @@
-//! A worker thread: takes a readable connection from the queue, reads one
-//! request, runs the function and writes the reply, all on this thread —
-//! the threading contract the scheduler relies on (DESIGN.md, "The function
-//! host") — then parks the connection with the poller again.
+//! A worker thread: takes a connection whose request the poller has seen
+//! in the socket, reads that request, runs the function and writes the
+//! reply, all on this thread — the threading contract the scheduler relies
+//! on (DESIGN.md, "The function host") — then gives the connection back to
+//! the poller.
 
-use std::io::{Read, Write};
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::notify::NotifyKind;
 
-use super::http::{encode_reply, read_request, Conn, Head, Method, ReadError, Reply};
-use super::{Job, Shared};
+use super::http::{
+    encode_reply, error_body, read_request, rejection_kind, Conn, Head, Method, ReadError, Reply,
+};
+use super::poller::{Back, Handoff};
+use super::{cancel, sock, Job, Shared};
 
 /// Per-worker scratch space, reused across requests.
 pub(crate) struct Worker {
@@ -34,58 +39,94 @@ impl Worker {
 
     /// Serves queued connections until told to stop.
     pub(crate) fn run(&mut self, shared: &Shared) {
-        while let Ok(Job::Serve(conn)) = shared.jobs_rx.recv() {
+        while let Ok(Job::Serve(job)) = shared.jobs_rx.recv() {
+            let id = job.conn.id;
+            if shared.abandoning.load(Ordering::SeqCst) {
+                // Past the drain bound: the poller has counted and cut it.
+                shared.give_back(Back::Closed(id));
+                continue;
+            }
             // A bug in the host's own code must not cost a worker either;
             // the connection is dropped (closed) if it happens.
-            let _ = catch_unwind(AssertUnwindSafe(|| self.serve(shared, conn)));
+            if catch_unwind(AssertUnwindSafe(|| self.serve(shared, job))).is_err() {
+                shared.give_back(Back::Closed(id));
+            }
         }
     }
 
-    /// Serves one request on `conn` and decides where the connection goes.
-    fn serve(&mut self, shared: &Shared, mut conn: Conn) {
-        let head = match read_request(&mut conn, shared.config.max_body) {
+    /// Serves one request and decides where the connection goes.
+    fn serve(&mut self, shared: &Shared, job: Handoff) {
+        let Handoff {
+            mut conn,
+            hint,
+            deadline,
+            cancel,
+            reservation,
+        } = job;
+        let head = match read_request(&mut conn, hint, deadline, shared.config.max_body) {
             Ok(head) => head,
-            Err(ReadError::Idle) => return shared.park(conn),
-            Err(ReadError::Closed) => return,
+            Err(ReadError::Idle) => return shared.give_back(Back::Park(conn)),
+            Err(ReadError::Closed) => return close(shared, conn),
             Err(ReadError::Reject(status, detail)) => {
-                self.error_body(rejection_kind(status), &detail);
+                error_body(&mut self.body, rejection_kind(status), &detail);
+                let counter = if status == 408 {
+                    &shared.counters.timed_out
+                } else {
+                    &shared.counters.rejected
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
                 let outcome = Outcome::plain(status, JSON);
-                self.send(&mut conn, &outcome, false, false);
-                return lingering_close(conn);
+                self.send(&mut conn, &outcome, false, false, false);
+                lingering_close(&conn);
+                return close(shared, conn);
             }
         };
         let notifier = shared.notifier.as_ref();
         if let Some(n) = notifier {
             n.send(NotifyKind::Arrival, self.tid, conn.id);
         }
-        let outcome = self.route(shared, &conn, &head);
+        let outcome = self.route(shared, &conn, &head, &cancel);
+        // The request's bytes are done with; counted before the reply so a
+        // client that reads it sees the counters and the limit updated.
+        drop(reservation);
+        shared.counters.requests.fetch_add(1, Ordering::Relaxed);
         // Checked after the function ran: a shutdown that began meanwhile
-        // still gets this reply, marked as the connection's last.
-        let keep_alive = head.keep_alive && !shared.stopping.load(Ordering::SeqCst);
-        let written = self.send(&mut conn, &outcome, keep_alive, head.http10_keep_alive);
+        // still gets this reply, marked as the connection's last. Bytes read
+        // past the request (cannot happen: reads stop at its end) would be
+        // lost on parking, so such a connection closes.
+        let keep_alive = head.keep_alive
+            && !shared.stopping.load(Ordering::SeqCst)
+            && conn.buf.len() == head.total_len();
+        let written = self.send(
+            &mut conn,
+            &outcome,
+            keep_alive,
+            head.http10_keep_alive,
+            head.method == Method::Head,
+        );
         if let Some(n) = notifier {
             n.send(NotifyKind::Completion, self.tid, conn.id);
         }
-        shared.requests.fetch_add(1, Ordering::Relaxed);
         if !written || !keep_alive {
-            return;
+            let _ = conn.stream.shutdown(Shutdown::Write);
+            return close(shared, conn);
         }
-        conn.buf.drain(..head.head_len + head.body_len);
-        if conn.buf.capacity() > MAX_IDLE_BUF && conn.buf.len() <= MAX_IDLE_BUF {
+        conn.buf.clear();
+        if conn.buf.capacity() > MAX_IDLE_BUF {
             // After a large body: parked connections keep small buffers.
             conn.buf.shrink_to(MAX_IDLE_BUF);
         }
-        if conn.buf.is_empty() {
-            shared.park(conn);
-        } else {
-            // A pipelined request is already buffered: readiness will not
-            // fire for it, so queue it behind the others.
-            shared.dispatch(conn);
-        }
+        shared.give_back(Back::Park(conn));
     }
 
     /// Runs the route for `head`; the reply body is left in `self.body`.
-    fn route(&mut self, shared: &Shared, conn: &Conn, head: &Head) -> Outcome {
+    fn route(
+        &mut self,
+        shared: &Shared,
+        conn: &Conn,
+        head: &Head,
+        cancel: &Arc<AtomicBool>,
+    ) -> Outcome {
         self.body.clear();
         let path = head.path.as_str();
         if let Some(name) = path.strip_prefix("/invoke/") {
@@ -117,8 +158,13 @@ impl Worker {
                 }
             };
             let start = Instant::now();
+            let scope = cancel::scope(cancel.clone());
             let outcome = catch_unwind(AssertUnwindSafe(|| function.invoke(&params)));
+            drop(scope);
             let exec = Some(start.elapsed());
+            if cancel.load(Ordering::Relaxed) {
+                shared.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+            }
             return match outcome {
                 Ok(Ok(reply)) => {
                     let _ = serde_json::to_writer(&mut self.body, &reply);
@@ -175,18 +221,18 @@ impl Worker {
     }
 
     fn error_body(&mut self, error: &str, detail: &str) {
-        self.body.clear();
-        let _ = serde_json::to_writer(&mut self.body, &json!({"error": error, "detail": detail}));
+        error_body(&mut self.body, error, detail);
     }
 
-    /// Writes the reply whose body is in `self.body`; false if the peer
-    /// is gone.
+    /// Writes the reply whose body is in `self.body` (headers only for
+    /// `HEAD`); false if the peer is gone.
     fn send(
         &mut self,
         conn: &mut Conn,
         outcome: &Outcome,
         keep_alive: bool,
         http10_keep_alive: bool,
+        omit_body: bool,
     ) -> bool {
         encode_reply(
             &Reply {
@@ -196,12 +242,15 @@ impl Worker {
                 keep_alive,
                 http10_keep_alive,
                 allow: outcome.allow,
+                retry_after: None,
+                omit_body,
                 tid: self.tid,
                 exec: outcome.exec,
             },
             &mut self.out,
         );
-        conn.stream.write_all(&self.out).is_ok()
+        use std::io::Write;
+        (&*conn.stream).write_all(&self.out).is_ok()
     }
 }
 
@@ -231,33 +280,30 @@ impl Outcome {
     }
 }
 
-/// The `error` field of a reply to a request that could not be read.
-fn rejection_kind(status: u16) -> &'static str {
-    match status {
-        408 => "request timeout",
-        411 => "length required",
-        413 => "body too large",
-        431 => "request head too large",
-        _ => "malformed request",
-    }
+/// Drops a connection the worker is done with and tells the poller.
+fn close(shared: &Shared, conn: Conn) {
+    let id = conn.id;
+    drop(conn);
+    shared.give_back(Back::Closed(id));
 }
 
 /// Closes after an error reply without losing it: a close with unread
 /// request bytes makes the kernel send RST, which can destroy the reply
 /// before the client reads it. Half-close, then discard what the client
 /// still sends, bounded in bytes and time.
-fn lingering_close(mut conn: Conn) {
+fn lingering_close(conn: &Conn) {
     let _ = conn.stream.shutdown(Shutdown::Write);
-    let _ = conn
-        .stream
-        .set_read_timeout(Some(Duration::from_millis(50)));
+    let fd = conn.stream.as_raw_fd();
     let deadline = Instant::now() + Duration::from_millis(200);
-    let mut sink = [0u8; 16 * 1024];
+    let mut sink = Vec::with_capacity(16 * 1024);
     let mut left: usize = 2 * 1024 * 1024;
-    while left > 0 && Instant::now() < deadline {
-        match conn.stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
+    while left > 0 && sock::wait_readable(fd, deadline) {
+        sink.clear();
+        match sock::recv_into(fd, &mut sink, 16 * 1024) {
+            Ok(0) => break,
             Ok(n) => left = left.saturating_sub(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
         }
     }
 }

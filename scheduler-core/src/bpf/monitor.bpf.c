@@ -21,6 +21,7 @@
 #define AF_INET 2
 #define AF_INET6 10
 #define EAGAIN 11
+#define MSG_PEEK 2
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -154,8 +155,10 @@ static __always_inline int emit(struct sock *sk, int ret, __u32 kind)
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(slokit_recv, struct sock *sk, int ret, int flags)
 {
-	/* Only data received starts a request: not EOF (0), not errors. */
-	if (ret <= 0)
+	/* Only data received starts a request: not EOF (0), not errors, and
+	 * not a MSG_PEEK, which consumes nothing (the host's poller peeks at
+	 * requests before a worker receives them). */
+	if (ret <= 0 || (flags & MSG_PEEK))
 		return 0;
 	return emit(sk, ret, SLOKIT_EV_RECV);
 }

@@ -875,4 +875,58 @@ mod tests {
         assert!(woke, "the agent blocked on the ring woke");
         assert!(nudges >= 1, "by a nudge");
     }
+    /// The host's poller peeks at a request (MSG_PEEK) before a worker
+    /// receives it: a peek consumes nothing and must not start a request;
+    /// the worker's real `recv` afterwards is the one receive event.
+    #[test]
+    fn a_peek_is_not_a_receive() {
+        use std::os::fd::AsRawFd;
+        if skip_without_bpf() {
+            return;
+        }
+        let _turn = crate::idle_poll::tests::TURN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let me = std::process::id();
+        let kinds = with_loaded(EbpfOptions::default(), |m| {
+            m.add_target(me).unwrap();
+            let (mut client, mut server) = loopback_pair();
+            client.write_all(b"hello").unwrap();
+            let mut buf = [0u8; 16];
+            let peeked = loop {
+                // SAFETY: a valid socket and a buffer of the length given.
+                let n = unsafe {
+                    libc::recv(
+                        server.as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_PEEK,
+                    )
+                };
+                if n == 5 {
+                    break n;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            assert_eq!(peeked, 5);
+            server.read_exact(&mut buf[..5]).unwrap();
+            let mut events = Vec::new();
+            let mut kinds = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline && kinds.len() < 2 {
+                m.drain(&mut events).unwrap();
+                kinds.extend(
+                    events
+                        .drain(..)
+                        .filter(|e| e.tgid == me && e.bytes == 5)
+                        .map(|e| e.kind),
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            kinds
+        })
+        .unwrap();
+        // the client's send and the server's one real receive
+        assert_eq!(kinds, [EventKind::Send, EventKind::Recv]);
+    }
 }
