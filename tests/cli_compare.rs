@@ -91,6 +91,49 @@ fn bad_flags_and_bad_experiments_exit_2_naming_the_problem() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml") && err.contains("seed"), "{err}");
+    // A bad trace window names the file, the scenario and the value
+    // before anything runs.
+    let default = slokit::experiment::DEFAULT_EXPERIMENT;
+    std::fs::write(
+        &bad,
+        default.replace("minutes = \"540-541\"", "minutes = \"abc\""),
+    )
+    .unwrap();
+    let out = Command::cargo_bin("slokit")
+        .unwrap()
+        .args(["compare", "--experiment"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("scenario `azure`") && err.contains("\"abc\""),
+        "{err}"
+    );
+    // An external host with a built-in name too is refused the same way.
+    let host = "[[scenarios.functions]]\nlabel = \"aes\"\nfunction = \"aes\"\nweight = 0.3\n\
+                [scenarios.functions.host]\ncommand = [\"python3\"]\nurl = \"http://127.0.0.1:{port}/\"\n";
+    std::fs::write(
+        &bad,
+        default.replace(
+            "[[scenarios.functions]]\nlabel = \"aes\"\nfunction = \"aes\"\nweight = 0.3\n",
+            host,
+        ),
+    )
+    .unwrap();
+    let out = Command::cargo_bin("slokit")
+        .unwrap()
+        .args(["compare", "--experiment"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("not both"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -184,6 +227,14 @@ fn a_short_comparison_writes_every_report_and_gates_exit_99() {
             assert!(
                 stderr.contains(&format!("{reprofiled}: environment changed")),
                 "{stderr}"
+            );
+            // kept as this machine's own; the committed baseline untouched
+            let profiles = dir.path().join("profiles");
+            assert!(profiles.join(format!("local/{f}.toml")).exists());
+            assert_eq!(
+                std::fs::read(profiles.join(format!("{f}.toml"))).unwrap(),
+                std::fs::read(repo().join(format!("profiles/{f}.toml"))).unwrap(),
+                "compare never overwrites a committed profile"
             );
         }
     }

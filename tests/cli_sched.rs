@@ -431,7 +431,18 @@ fn two_level_demotes_requests_that_outrun_their_credit() {
     assert_eq!(t["credit_demotions"], 10, "exactly the 15 ms requests: {t}");
     assert_eq!(t["completed_embarked"], 10, "{t}");
     assert_eq!(t["completed_demoted"], 10, "{t}");
-    assert_eq!(m["arrival_to_fifo_us"]["summary"]["count"], 20);
+    // Every arrival reached SCHED_FIFO, except where the request's thread
+    // (one per connection here) had already replied and exited when the
+    // agent acted on it — possible for a 1 ms request on a loaded machine.
+    // (vanished threads also count demotions of threads already gone).
+    let vanished = m["vanished_threads"].as_u64().unwrap();
+    let reached = m["arrival_to_fifo_us"]["summary"]["count"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        reached <= 20 && reached + vanished >= 20 && vanished <= 3,
+        "{reached} arrivals reached FIFO, {vanished} threads gone before the agent acted"
+    );
     assert_eq!(m["exhausted_to_demoted_us"]["summary"]["count"], 10);
     assert!(m["timeline"].as_array().unwrap().len() >= 2);
     assert_eq!(m["timeline"][0]["slice_ms"], 5.0);

@@ -32,6 +32,20 @@ pub struct Environment {
     pub nohz_full: Option<String>,
     /// One-minute load average when probed.
     pub loadavg_1m: Option<f64>,
+    /// External function hosts a comparison ran (empty elsewhere).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub function_hosts: Vec<FunctionHost>,
+}
+
+/// An external function host: the command `compare` started and the
+/// runtime's version as it reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionHost {
+    pub label: String,
+    pub command: String,
+    /// e.g. `gunicorn (version 23.0.0); Python 3.11.7`.
+    #[serde(default)]
+    pub runtime: Option<String>,
 }
 
 fn read_trim(path: &str) -> Option<String> {
@@ -89,6 +103,7 @@ impl Environment {
             isolcpus: cmdline_value(&cmdline, "isolcpus="),
             nohz_full: cmdline_value(&cmdline, "nohz_full="),
             loadavg_1m: Some(System::load_average().one),
+            function_hosts: Vec::new(),
         }
     }
 

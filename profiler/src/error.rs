@@ -33,6 +33,18 @@ pub enum ProfileError {
         field: String,
         message: String,
     },
+    /// A profile file that does not parse or follow the schema, with the
+    /// place in the file (line 0: unknown).
+    #[error(
+        "malformed profile `{path}`, line {line}, column {column}: field `{field}`: {message}"
+    )]
+    MalformedAt {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        field: String,
+        message: String,
+    },
     /// A profile written by a newer slokit.
     #[error("profile `{path}`: field `version` is {found}, this slokit reads version {supported} (upgrade slokit or re-run `slokit profile`)")]
     NewerVersion {
@@ -49,6 +61,9 @@ pub enum ProfileError {
     /// The gate's baseline is missing or unusable.
     #[error("baseline: {0}")]
     Baseline(String),
+    /// Counting instructions failed (no counter and no Valgrind, a child that failed).
+    #[error("instruction count: {0}")]
+    Count(String),
     /// An exporter could not serialise the gate report.
     #[error("cannot write the {format} report: {message}")]
     Export {

@@ -9,11 +9,14 @@
 //! environment fingerprint stored beside the numbers. See docs/profiler.md.
 //!
 //! Entry points: [`profile_builtin`] / [`profile_target`] produce a
-//! [`Profile`]; [`Profile::load`]/[`Profile::save`] read and write
-//! `profiles/<function>.toml`; [`gate::run_gate`] compares against baselines.
+//! [`Profile`]; [`count_instructions`] counts a target's instructions
+//! (`--metric instructions`, see [`instructions`]); [`Profile::load`] /
+//! [`Profile::save`] read and write `profiles/<function>.toml`;
+//! [`gate::run_gate`] compares against baselines.
 
 pub mod error;
 pub mod gate;
+pub mod instructions;
 pub mod isolation;
 pub mod observer;
 pub mod profile;
@@ -25,28 +28,60 @@ use std::sync::atomic::AtomicI32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use slokit_functions::Catalogue;
 
 pub use error::ProfileError;
+pub use instructions::{CountSettings, InstructionSection};
 pub use isolation::{Policy, SystemReport};
 pub use observer::{NoopObserver, Observer, Phase, Progress};
 pub use profile::{
-    effective_params, DeadlineRule, Profile, ProfileConfig, RuleOverrides, CONFIG_FILE,
-    PROFILE_VERSION,
+    effective_params, DeadlineRule, Profile, ProfileConfig, QuantileEstimator, RuleOverrides,
+    CONFIG_FILE, PROFILE_VERSION,
 };
 pub use sampler::{SamplingPlan, StopReason};
-pub use target::Target;
+pub use target::{Target, TimeFrom};
 
+use instructions::CountTarget;
 use isolation::{InterruptFlag, IsolateGuard};
+use profile::QuantileEstimator as Estimator;
 use profile::{summarise, DeadlineSection, IsolationSection, SamplingSection};
 use sampler::SystemClock;
 use slokit_sys::cpu::AffinityGuard;
 use stats::{bootstrap_percentile_ci, Sample};
 use target::{BuiltinJob, CommandJob, HttpUrl, IsolatedRunner, Job, UrlJob};
 
+/// Spread of the instruction counts of one profile above which it carries
+/// a warning (a tenth of the instruction gate's default threshold). Below
+/// it the spread is still recorded (`instructions.min`/`max`): glibc's
+/// `memcmp`/`memcpy` take alignment-dependent paths, so an invocation can
+/// differ from the next by a few instructions.
+const COUNT_SPREAD_WARNING: f64 = 0.001;
+
 /// Drift of the 1-s window medians above which a profile carries a warning.
 const DRIFT_WARNING: f64 = 0.05;
+
+/// What a profile or a gate measures besides the deadline's wall time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    /// Wall execution time (the gate compares medians).
+    #[default]
+    WallTime,
+    /// Instructions executed per invocation (the profile adds the count;
+    /// the gate compares counts and measures no time).
+    Instructions,
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Metric::WallTime => "wall time",
+            Metric::Instructions => "instructions",
+        })
+    }
+}
 
 /// Everything that shapes a profiling run.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,8 +97,14 @@ pub struct Settings {
     pub plan: SamplingPlan,
     /// How the deadline is derived.
     pub rule: DeadlineRule,
-    /// Longest one batch of runs may take before it is abandoned.
+    /// Longest one batch of runs (or one counting child) may take before it is abandoned.
     pub timeout: Duration,
+    /// [`Metric::Instructions`] adds an instruction count to the profile.
+    pub metric: Metric,
+    /// How instructions are counted.
+    pub count: CountSettings,
+    /// Where a command's run time comes from (`--time-from`).
+    pub time_from: TimeFrom,
 }
 
 impl Default for Settings {
@@ -75,6 +116,9 @@ impl Default for Settings {
             plan: SamplingPlan::default(),
             rule: DeadlineRule::default(),
             timeout: Duration::from_secs(60),
+            metric: Metric::WallTime,
+            count: CountSettings::default(),
+            time_from: TimeFrom::Clock,
         }
     }
 }
@@ -89,8 +133,101 @@ impl Settings {
             )));
         }
         self.rule.validate()?;
+        self.count.validate()?;
         self.plan.validate()
     }
+
+    /// Checks the flags that only some targets support.
+    fn validate_for(&self, target: &Target) -> Result<(), ProfileError> {
+        if self.time_from == TimeFrom::Stdout && !matches!(target, Target::Command { .. }) {
+            return Err(ProfileError::Settings(
+                "--time-from stdout needs a --command target: it reads the time the command prints"
+                    .into(),
+            ));
+        }
+        if self.metric == Metric::Instructions && matches!(target, Target::Url { .. }) {
+            return Err(ProfileError::Settings(
+                "--metric instructions cannot count a --url target (the server is another process): \
+                 count the function as a built-in, or the server's code with --command"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Counts the instructions of one target (the gate's instruction metric
+/// calls this alone; `--metric instructions` profiles call it after the
+/// wall-time runs): a built-in's invocations, or a command's whole
+/// processes. See [`instructions`] for how.
+pub fn count_instructions(
+    name: &str,
+    target: &Target,
+    params: &Value,
+    catalogue: &Catalogue,
+    settings: &Settings,
+    observer: &mut dyn Observer,
+) -> Result<InstructionSection, ProfileError> {
+    settings.validate()?;
+    let counting = Settings {
+        metric: Metric::Instructions,
+        ..settings.clone()
+    };
+    counting.validate_for(target)?;
+    let interrupt = InterruptFlag::register()?;
+    let (cpu, _) = isolation::choose_cpu(settings.cpu)?;
+    match target {
+        Target::Builtin => {
+            let function = catalogue.require(name)?.clone();
+            function.invoke(params).map_err(|e| ProfileError::Invoke {
+                function: name.to_string(),
+                message: e.to_string(),
+            })?;
+            let t = CountTarget::Builtin {
+                name,
+                function,
+                params,
+            };
+            count_with(&t, name, cpu, settings, &interrupt, observer)
+        }
+        Target::Command { command } => {
+            let argv = target::command_argv(command)?;
+            let t = CountTarget::Command { argv: &argv };
+            count_with(&t, name, cpu, settings, &interrupt, observer)
+        }
+        Target::Url { .. } => unreachable!("validate_for refuses URLs"),
+    }
+}
+
+fn count_with(
+    target: &CountTarget<'_>,
+    name: &str,
+    cpu: usize,
+    settings: &Settings,
+    interrupt: &InterruptFlag,
+    observer: &mut dyn Observer,
+) -> Result<InstructionSection, ProfileError> {
+    let how = match target {
+        CountTarget::Builtin { .. }
+            if !settings.count.force_valgrind && instructions::counter::available() =>
+        {
+            "with the hardware instruction counter"
+        }
+        CountTarget::Builtin { .. } => "under Valgrind (callgrind; the function's code only)",
+        CountTarget::Command { .. } => "under Valgrind (cachegrind; whole processes)",
+    };
+    observer.note(&format!(
+        "counting the instructions of `{name}` {how} on CPU {cpu}: {} warm-up + {} counted",
+        match target {
+            CountTarget::Builtin { .. } => settings.count.warmup,
+            CountTarget::Command { .. } => 0,
+        },
+        settings.count.invocations
+    ));
+    // A simulated CPU runs ~50× slower than the real one: each counting
+    // child gets at least ten minutes, or --timeout when that is longer.
+    let timeout = settings.timeout.max(Duration::from_secs(600));
+    instructions::count(target, cpu, &settings.count, timeout, &interrupt.flag)
 }
 
 /// Profiles the catalogue function `function_name` with `params` (JSON
@@ -121,6 +258,11 @@ pub fn profile_builtin(
         function: function_name.to_string(),
         message: e.to_string(),
     })?;
+    let count = CountTarget::Builtin {
+        name: function_name,
+        function: function.clone(),
+        params,
+    };
     let job = Box::new(BuiltinJob {
         function,
         params: params.clone(),
@@ -132,6 +274,7 @@ pub fn profile_builtin(
         job,
         Arc::new(AtomicI32::new(0)),
         false,
+        Some(count),
         settings,
         observer,
     )
@@ -157,13 +300,15 @@ pub fn profile_target(
             )))
         }
     };
+    settings.validate_for(target)?;
     match target {
         Target::Builtin => profile_builtin(name, params, catalogue, settings, observer),
         Target::Command { command } => {
             let argv = target::command_argv(command)?;
             let child = Arc::new(AtomicI32::new(0));
             let job = Box::new(CommandJob {
-                argv,
+                argv: argv.clone(),
+                time_from: settings.time_from,
                 current_child: child.clone(),
             });
             run_profile(
@@ -173,6 +318,7 @@ pub fn profile_target(
                 job,
                 child,
                 true,
+                Some(CountTarget::Command { argv: &argv }),
                 settings,
                 observer,
             )
@@ -192,6 +338,7 @@ pub fn profile_target(
                 job,
                 Arc::new(AtomicI32::new(0)),
                 false,
+                None,
                 settings,
                 observer,
             )
@@ -208,10 +355,12 @@ fn run_profile(
     job: Box<dyn Job>,
     child: Arc<AtomicI32>,
     reset_on_fork: bool,
+    count_target: Option<CountTarget<'_>>,
     settings: &Settings,
     observer: &mut dyn Observer,
 ) -> Result<Profile, ProfileError> {
     settings.validate()?;
+    settings.validate_for(&target)?;
     let mut plan = settings.plan.clone();
     plan.percentile = settings.rule.percentile;
     let mut warnings: Vec<String> = Vec::new();
@@ -278,6 +427,27 @@ fn run_profile(
     let isolate_outcome = isolate.as_ref().map(|g| g.outcome.clone());
     drop(isolate);
     let sampling = sampling?;
+    // The count runs after the timed runs, with nothing real-time left.
+    let instructions = match (settings.metric, &count_target) {
+        (Metric::Instructions, Some(t)) => {
+            let c = count_with(t, name, cpu, settings, &interrupt, observer)?;
+            if c.spread() >= COUNT_SPREAD_WARNING {
+                warn(
+                    observer,
+                    format!(
+                        "the instruction count varied between invocations: {}–{} ({:.3} %) over {} ({}); the gate's threshold must exceed that",
+                        c.min,
+                        c.max,
+                        c.spread() * 100.0,
+                        c.invocations,
+                        c.source
+                    ),
+                );
+            }
+            Some(c)
+        }
+        _ => None,
+    };
 
     let wall = Sample::new(sampling.raw_wall_ns.clone())?;
     let seed = plan.seed;
@@ -329,8 +499,10 @@ fn run_profile(
             ),
         );
     }
-    let percentile_ns = wall.percentile(plan.percentile);
-    let profile = Profile::new(
+    // Harrell–Davis: lower variance than the interpolated order statistic,
+    // so consecutive profiles' deadlines agree more closely.
+    let percentile_ns = wall.harrell_davis(plan.percentile);
+    let mut profile = Profile::new(
         name.to_string(),
         target,
         params,
@@ -340,6 +512,8 @@ fn run_profile(
             slack: settings.rule.slack,
             slo_target_percent: settings.rule.slo_target_percent,
             basis: "wall".into(),
+            timing: settings.time_from,
+            estimator: Estimator::HarrellDavis,
         },
         summary,
         IsolationSection {
@@ -368,6 +542,7 @@ fn run_profile(
         &sampling.wall_ns,
         sampling.raw_wall_ns,
     );
+    profile.instructions = instructions;
     observer.finish(&profile);
     Ok(profile)
 }
@@ -404,7 +579,13 @@ mod tests {
             "{:?}",
             p.summary
         );
-        assert!((p.deadline_us() - p.summary.p99_us * 1.5).abs() < 1e-6 * p.deadline_us());
+        // The deadline is the Harrell–Davis p99 × 1.5: near the interpolated p99.
+        let hd = Sample::new(p.raw_wall_ns.clone())
+            .unwrap()
+            .harrell_davis(99.0)
+            / 1e3;
+        assert!((p.deadline_us() - hd * 1.5).abs() < 1e-6 * p.deadline_us());
+        assert_eq!(p.deadline.estimator, Estimator::HarrellDavis);
         assert_eq!(p.params["ms"], serde_json::json!(2));
         // The measurement thread is gone and this thread's affinity is back.
         assert_eq!(isolation::current_policy(), libc::SCHED_OTHER);

@@ -39,6 +39,8 @@ pub trait Observer {
     fn system(&mut self, _report: &SystemReport) {}
     /// Something noisy or degraded that the user should know; never fatal.
     fn warning(&mut self, _message: &str) {}
+    /// An informational step (e.g. "counting instructions under Valgrind").
+    fn note(&mut self, _message: &str) {}
     /// Sampling progress.
     fn progress(&mut self, _progress: &Progress) {}
     /// The profile is complete.

@@ -2,7 +2,12 @@
 //! function takes when alone and the deadline derived from it, plus the
 //! per-function deadline rules of `profiles/profile.toml`.
 //!
-//! Schema `version = 1` (documented field by field in docs/profiler.md).
+//! Schema `version = 2` (documented field by field in docs/profiler.md);
+//! version 1 files still read. Version 2 added the optional
+//! `[instructions]` section (the instruction count and how it was obtained)
+//! and, in `[deadline]`, `timing` (where each run's time came from) and
+//! `estimator` (how the percentile was estimated); version 1 files get the
+//! values those files were made with (`clock`, `hyndman-fan-7`).
 //! Units are in field names (`p99_us`); the full distribution is kept as an
 //! HdrHistogram (V2 + deflate, base64, nanoseconds) so later readers can ask
 //! any percentile. Loading checks `version` first — a newer file is refused
@@ -19,15 +24,31 @@ use slokit_model::record::{decode_histogram, encode_histogram};
 use slokit_model::Environment;
 
 use crate::error::ProfileError;
+use crate::instructions::InstructionSection;
 use crate::isolation::{IsolateOutcome, Policy};
 use crate::sampler::StopReason;
 use crate::stats::{Outliers, Sample};
-use crate::target::Target;
+use crate::target::{Target, TimeFrom};
+
+/// How the deadline percentile was estimated from the runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuantileEstimator {
+    /// Linear interpolation between the closest ranks (version 1 profiles).
+    #[default]
+    #[serde(rename = "hyndman-fan-7")]
+    HyndmanFan7,
+    /// Harrell–Davis: Beta-weighted sum of all order statistics
+    /// ([`crate::stats::harrell_davis_sorted`]); what slokit uses now.
+    HarrellDavis,
+}
 
 /// The `schema` value of every profile file.
 pub const PROFILE_SCHEMA: &str = "slokit.profile";
-/// The profile format version this slokit writes and reads.
-pub const PROFILE_VERSION: i64 = 1;
+/// The profile format version this slokit writes (it reads 1 too).
+pub const PROFILE_VERSION: i64 = 2;
+/// The oldest profile format version this slokit reads.
+pub const OLDEST_PROFILE_VERSION: i64 = 1;
 /// The name of the deadline-rule config inside a profiles directory.
 pub const CONFIG_FILE: &str = "profile.toml";
 
@@ -167,6 +188,13 @@ pub struct DeadlineSection {
     pub slo_target_percent: f64,
     /// Always `"wall"`: the deadline bounds wall execution time (what a user waits).
     pub basis: String,
+    /// Where each run's time came from: slokit's clock around the run, or
+    /// the number the command printed (`--time-from stdout`).
+    #[serde(default)]
+    pub timing: TimeFrom,
+    /// How the percentile was estimated (absent in version 1: `hyndman-fan-7`).
+    #[serde(default)]
+    pub estimator: QuantileEstimator,
 }
 
 /// Summary of the isolated wall execution time (and the CPU time beside it).
@@ -248,7 +276,7 @@ pub struct HistogramSection {
     pub data: String,
 }
 
-/// A function's profile (schema version 1). See the module docs.
+/// A function's profile (schema version 2). See the module docs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
@@ -264,6 +292,9 @@ pub struct Profile {
     pub summary: Summary,
     pub isolation: IsolationSection,
     pub sampling: SamplingSection,
+    /// The instruction count (`--metric instructions`), when one was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<InstructionSection>,
     /// Warnings raised while profiling (noisy CPU, no SCHED_FIFO, ...).
     #[serde(default)]
     pub warnings: Vec<String>,
@@ -335,6 +366,7 @@ impl Profile {
             summary,
             isolation,
             sampling,
+            instructions: None,
             warnings,
             environment,
             histogram: HistogramSection {
@@ -376,11 +408,14 @@ impl Profile {
                     supported: PROFILE_VERSION,
                 })
             }
-            Some(toml::Value::Integer(v)) if *v == PROFILE_VERSION => {}
+            Some(toml::Value::Integer(v))
+                if (OLDEST_PROFILE_VERSION..=PROFILE_VERSION).contains(v) => {}
             Some(other) => {
                 return Err(bad(
                     "version",
-                    format!("expected the integer {PROFILE_VERSION}, found {other}"),
+                    format!(
+                        "expected an integer from {OLDEST_PROFILE_VERSION} to {PROFILE_VERSION}, found {other}"
+                    ),
                 ))
             }
         }
@@ -431,12 +466,19 @@ impl Profile {
         Ok(p)
     }
 
-    /// Serialises to TOML text.
+    /// Serialises to TOML text, always as the current schema version (a
+    /// version 1 profile read and saved again is a version 2 file).
     pub fn to_toml(&self) -> Result<String, ProfileError> {
-        toml::to_string(self).map_err(|e| ProfileError::Export {
+        let err = |e: &dyn std::fmt::Display| ProfileError::Export {
             format: "TOML profile",
             message: e.to_string(),
-        })
+        };
+        if self.version == PROFILE_VERSION {
+            return toml::to_string(self).map_err(|e| err(&e));
+        }
+        let mut current = self.clone();
+        current.version = PROFILE_VERSION;
+        toml::to_string(&current).map_err(|e| err(&e))
     }
 
     /// Writes the profile (creating the directory), atomically via a temp file.
@@ -642,6 +684,8 @@ pub(crate) mod tests {
                 slack: 1.5,
                 slo_target_percent: 99.0,
                 basis: "wall".into(),
+                timing: TimeFrom::Clock,
+                estimator: QuantileEstimator::HarrellDavis,
             },
             summarise(&s, &h, [1.0, 2.0], [3.0, 4.0]),
             IsolationSection {
@@ -688,6 +732,55 @@ pub(crate) mod tests {
         assert!(text.contains("deadline_us"), "{text}");
     }
 
+    #[test]
+    fn a_profile_with_an_instruction_count_round_trips() {
+        use crate::instructions::{CountScope, CountSource};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aes.toml");
+        let mut p = synthetic("aes", 2e6);
+        p.deadline.timing = TimeFrom::Stdout;
+        p.instructions = Some(
+            InstructionSection::from_counts(
+                &[12_345_678, 12_345_678, 12_345_678],
+                1,
+                CountSource::Valgrind,
+                "valgrind-3.19.0 callgrind".into(),
+                CountScope::Invocation,
+            )
+            .unwrap(),
+        );
+        p.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("[instructions]"), "{text}");
+        assert!(text.contains("source = \"valgrind\""), "{text}");
+        assert!(text.contains("timing = \"stdout\""), "{text}");
+        let q = Profile::load(&path).unwrap();
+        assert_eq!(q, p);
+        let i = q.instructions.unwrap();
+        assert_eq!((i.per_invocation, i.invocations), (12_345_678, 3));
+        assert!(i.identical());
+        assert_eq!(q.deadline.timing, TimeFrom::Stdout);
+        assert_eq!(q.version, PROFILE_VERSION);
+    }
+
+    #[test]
+    fn a_version_1_profile_still_reads() {
+        // A profile written by slokit before schema version 2 (profiles/aes.toml then).
+        let text = include_str!("testdata/aes-v1.toml");
+        assert!(text.contains("version = 1\n"));
+        let p = Profile::from_toml(text, Path::new("testdata/aes-v1.toml")).unwrap();
+        assert_eq!(p.version, 1);
+        assert_eq!(p.instructions, None);
+        assert_eq!(p.deadline.timing, TimeFrom::Clock);
+        assert_eq!(p.deadline.estimator, QuantileEstimator::HyndmanFan7);
+        assert_eq!(p.histogram().len(), p.summary.runs);
+        // Saved again, it is a version 2 file.
+        let again = Profile::from_toml(&p.to_toml().unwrap(), Path::new("x.toml")).unwrap();
+        assert_eq!(again.version, PROFILE_VERSION);
+        let e = load_str(&text.replace("version = 1", "version = 0"));
+        assert!(e.to_string().contains("`version`"), "{e}");
+    }
+
     fn load_str(text: &str) -> ProfileError {
         Profile::from_toml(text, Path::new("profiles/x.toml")).unwrap_err()
     }
@@ -697,10 +790,10 @@ pub(crate) mod tests {
         let text = synthetic("spin", 1e6)
             .to_toml()
             .unwrap()
-            .replace("version = 1", "version = 2");
+            .replace("version = 2", "version = 3");
         let e = load_str(&text);
         assert!(
-            matches!(e, ProfileError::NewerVersion { found: 2, .. }),
+            matches!(e, ProfileError::NewerVersion { found: 3, .. }),
             "{e}"
         );
         assert!(

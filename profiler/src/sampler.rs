@@ -320,8 +320,11 @@ pub fn sample(
         }
     };
 
-    // Warm-up: one run at a time, discarded.
-    let mut mean_wall_ns = 0.0f64;
+    // Warm-up: one run at a time, discarded. Batch sizes and rests use the
+    // time a batch really took on the clock, not the runs' reported times:
+    // with `--time-from stdout` those are what the command printed (µs of
+    // a function inside a 100-ms interpreter start-up).
+    let mut mean_elapsed_ns = 0.0f64;
     let mut warmed = 0;
     while warmed < plan.warmup {
         if stop.load(Ordering::Relaxed) {
@@ -331,11 +334,12 @@ pub fn sample(
             break;
         }
         batch.clear();
+        let t0 = clock.now();
         m.run_batch(1, &mut batch)?;
-        let t = batch.first().copied().unwrap_or_default();
+        let elapsed_ns = (clock.now() - t0).as_nanos() as u64;
         warmed += 1;
-        mean_wall_ns = t.wall_ns as f64;
-        rest(clock, t.wall_ns, &mut rest_debt);
+        mean_elapsed_ns = elapsed_ns as f64;
+        rest(clock, elapsed_ns, &mut rest_debt);
         let elapsed_s = (clock.now() - start).as_secs_f64();
         report(
             observer,
@@ -360,7 +364,7 @@ pub fn sample(
         rng: SplitMix64::new(plan.seed),
     };
     let mut runs = 0u64;
-    let mut wall_sum = 0.0f64;
+    let mut elapsed_sum = 0.0f64;
     let first_check = plan.runs_before_precision_check();
     let mut next_check = first_check;
     let mut checks = 0u64;
@@ -380,25 +384,25 @@ pub fn sample(
             break StopReason::MaxTime;
         }
         let target_ns = plan.batch_target.as_nanos() as f64;
-        let per_run = if mean_wall_ns > 0.0 {
-            mean_wall_ns
+        let per_run = if mean_elapsed_ns > 0.0 {
+            mean_elapsed_ns
         } else {
             target_ns
         };
         let n = ((target_ns / per_run) as u64).clamp(1, 10_000);
         let n = n.min(plan.max_runs - runs).max(1) as usize;
         batch.clear();
+        let t0 = clock.now();
         m.run_batch(n, &mut batch)?;
-        let mut busy = 0u64;
+        let busy = (clock.now() - t0).as_nanos() as u64;
         for t in &batch {
             wall.saturating_record(t.wall_ns.max(1));
             cpu.saturating_record(t.cpu_ns.max(1));
             reservoir.push(t.wall_ns as f64);
-            busy += t.wall_ns;
-            wall_sum += t.wall_ns as f64;
         }
         runs += batch.len() as u64;
-        mean_wall_ns = wall_sum / runs.max(1) as f64;
+        elapsed_sum += busy as f64;
+        mean_elapsed_ns = elapsed_sum / runs.max(1) as f64;
         windows.push(clock.now(), batch.iter().map(|t| t.wall_ns as f64));
         rest(clock, busy, &mut rest_debt);
 
@@ -663,6 +667,60 @@ mod tests {
         assert_eq!(s.runs, 10_000);
         assert_eq!(calls, 10_010);
         assert!(s.raw_wall_ns.len() <= plan.sample_cap);
+    }
+
+    /// Runs that report 5 µs but take 20 ms on the clock, like a command
+    /// timed by what it prints (`--time-from stdout`).
+    struct PrintsLessThanItTakes {
+        clock: FakeClock,
+        calls: u64,
+        largest_batch: usize,
+    }
+
+    impl Measurement for PrintsLessThanItTakes {
+        fn run_batch(&mut self, n: usize, out: &mut Vec<Timing>) -> Result<(), ProfileError> {
+            self.largest_batch = self.largest_batch.max(n);
+            for _ in 0..n {
+                self.calls += 1;
+                self.clock.sleep(Duration::from_millis(20));
+                out.push(Timing {
+                    wall_ns: 5_000,
+                    cpu_ns: 20_000_000,
+                });
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn batches_and_rests_follow_the_clock_not_the_reported_times() {
+        let clock = FakeClock::default();
+        let mut m = PrintsLessThanItTakes {
+            clock: clock.clone(),
+            calls: 0,
+            largest_batch: 0,
+        };
+        let plan = SamplingPlan {
+            max_time: Duration::from_secs(4),
+            ..SamplingPlan::default()
+        };
+        let s = sample(
+            &mut m,
+            &mut clock.clone(),
+            &plan,
+            &AtomicBool::new(false),
+            &mut NoopObserver,
+        )
+        .unwrap();
+        // 50-ms batches of 20-ms runs: at most 2–3 runs a batch, never the
+        // 10 000 that 5-µs runs would get; and the duty cycle holds.
+        assert!(m.largest_batch <= 3, "batch of {}", m.largest_batch);
+        let busy = m.calls as f64 * 0.02;
+        assert!(busy / clock.now().as_secs_f64() <= 0.5 + 1e-9);
+        assert!(
+            s.raw_wall_ns.iter().all(|&v| v == 5_000.0),
+            "the reported times are kept"
+        );
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! before the thread returns, on every path (including panics). Commands
 //! are started with `SCHED_RESET_ON_FORK`: they run pinned to the CPU but in
 //! `SCHED_OTHER`, so nothing a command spawns can stay real-time.
+//!
+//! With `--time-from stdout` a command's run takes its time from the last
+//! number the command printed (the seed's snippets print their own
+//! `time.time()` difference), so the deadline is the function's and not
+//! the interpreter's start-up; see [`time_from_stdout`].
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -37,6 +42,108 @@ pub enum Target {
     Command { command: String },
     /// One HTTP/1.1 request per run (`--url`).
     Url { url: String },
+}
+
+/// Where each run's time comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeFrom {
+    /// slokit's monotonic clock around the run.
+    #[default]
+    Clock,
+    /// The last number the command printed on stdout (`--time-from stdout`).
+    Stdout,
+}
+
+impl std::fmt::Display for TimeFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TimeFrom::Clock => "slokit's clock around each run",
+            TimeFrom::Stdout => "the last number each run printed on stdout",
+        })
+    }
+}
+
+/// Seconds per unit of a time suffix, or `None` for no known unit.
+fn unit_seconds(unit: &str) -> Option<f64> {
+    Some(match unit {
+        "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+        "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => 1e-3,
+        "us" | "µs" | "μs" | "usec" | "usecs" | "microsecond" | "microseconds" => 1e-6,
+        "ns" | "nsec" | "nsecs" | "nanosecond" | "nanoseconds" => 1e-9,
+        _ => return None,
+    })
+}
+
+/// Splits `12.5ms` into (12.5, Some("ms")), `3e-06` into (3e-6, None).
+fn number_and_suffix(token: &str) -> Option<(f64, &str)> {
+    let end = token
+        .char_indices()
+        .find(|&(i, c)| {
+            !(c.is_ascii_digit()
+                || c == '.'
+                || ((c == '-' || c == '+') && (i == 0 || token[..i].ends_with(['e', 'E'])))
+                || ((c == 'e' || c == 'E')
+                    && i > 0
+                    && token[i + c.len_utf8()..]
+                        .starts_with(|d: char| d.is_ascii_digit() || d == '-' || d == '+')))
+        })
+        .map_or(token.len(), |(i, _)| i);
+    let v: f64 = token[..end].parse().ok()?;
+    Some((v, &token[end..]))
+}
+
+/// The time a run printed: the last number on `stdout`, in seconds unless a
+/// unit follows it, attached or as the next word (`s`, `ms`, `us`/`µs`,
+/// `ns`). Returns nanoseconds, or a message saying what was wrong.
+pub fn time_from_stdout(stdout: &str) -> Result<u64, String> {
+    // Words are runs of letters, digits and `.-+%`: `result=(0.5s)` holds
+    // the words `result` and `0.5s`.
+    let words: Vec<&str> = stdout
+        .split(|c: char| !(c.is_alphanumeric() || ".-+%".contains(c)))
+        .map(|w| w.trim_end_matches('.'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    for (i, w) in words.iter().enumerate().rev() {
+        let Some((value, suffix)) = number_and_suffix(w) else {
+            continue;
+        };
+        let scale = if suffix.is_empty() {
+            words
+                .get(i + 1)
+                .and_then(|u| unit_seconds(u))
+                .unwrap_or(1.0)
+        } else {
+            match unit_seconds(suffix) {
+                Some(s) => s,
+                None => continue, // `100%`, `3x`, `v2`: not a time
+            }
+        };
+        if !value.is_finite() || value < 0.0 {
+            return Err(format!("the last number printed, `{w}`, is not a duration"));
+        }
+        let ns = value * scale * 1e9;
+        if ns > crate::sampler::MAX_TRACKABLE_NS as f64 {
+            return Err(format!(
+                "the last number printed, `{w}`, is longer than an hour"
+            ));
+        }
+        return Ok(ns.round() as u64);
+    }
+    Err("the command printed no number on stdout".into())
+}
+
+/// The last `lines` non-empty lines of `text`, indented, for error messages.
+fn last_lines(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if all.is_empty() {
+        return "  (nothing)".into();
+    }
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// One run of the target, on the measurement thread.
@@ -99,34 +206,74 @@ fn children_cpu_ns() -> u64 {
 /// while profiling).
 pub struct CommandJob {
     pub argv: Vec<String>,
+    /// Where the run's time comes from: slokit's clock, or (`--time-from
+    /// stdout`) [`time_from_stdout`] of what the run printed; the CPU time
+    /// is the child's rusage either way.
+    pub time_from: TimeFrom,
     /// The running child's pid (0 when none), so the sampler's side can
     /// kill *this* child by pid on a timeout.
     pub current_child: Arc<AtomicI32>,
 }
 
+/// Runs `argv` once to completion; returns its timing (slokit's clock) and,
+/// when `capture` is set, what it printed on stdout.
+fn run_command(
+    argv: &[String],
+    current_child: &AtomicI32,
+    capture: bool,
+) -> Result<(Timing, Vec<u8>), String> {
+    let cpu0 = children_cpu_ns();
+    let w0 = monotonic_ns();
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(if capture {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start `{}`: {e}", argv[0]))?;
+    current_child.store(child.id() as i32, Ordering::SeqCst);
+    let mut stdout = Vec::new();
+    if let Some(mut out) = child.stdout.take() {
+        // Read to the end before waiting, so a chatty command cannot block
+        // on a full pipe.
+        let _ = out.read_to_end(&mut stdout);
+    }
+    let status = child.wait();
+    current_child.store(0, Ordering::SeqCst);
+    let w1 = monotonic_ns();
+    let status = status.map_err(|e| format!("cannot wait for the command: {e}"))?;
+    if !status.success() {
+        return Err(format!("command exited with {status}"));
+    }
+    let timing = Timing {
+        wall_ns: w1 - w0,
+        cpu_ns: children_cpu_ns().saturating_sub(cpu0),
+    };
+    Ok((timing, stdout))
+}
+
 impl Job for CommandJob {
     fn run_once(&mut self) -> Result<Timing, String> {
-        let cpu0 = children_cpu_ns();
-        let w0 = monotonic_ns();
-        let mut child = Command::new(&self.argv[0])
-            .args(&self.argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start `{}`: {e}", self.argv[0]))?;
-        self.current_child
-            .store(child.id() as i32, Ordering::SeqCst);
-        let status = child.wait();
-        self.current_child.store(0, Ordering::SeqCst);
-        let w1 = monotonic_ns();
-        let status = status.map_err(|e| format!("cannot wait for the command: {e}"))?;
-        if !status.success() {
-            return Err(format!("command exited with {status}"));
+        let from_stdout = self.time_from == TimeFrom::Stdout;
+        let (timing, stdout) = run_command(&self.argv, &self.current_child, from_stdout)?;
+        if !from_stdout {
+            return Ok(timing);
         }
+        let text = String::from_utf8_lossy(&stdout);
+        let wall_ns = time_from_stdout(&text).map_err(|why| {
+            format!(
+                "{why} (--time-from stdout takes each run's time from the last number it prints, \
+                 in seconds or with a unit: s, ms, us, ns); the end of its output:\n{}",
+                last_lines(&text, 5)
+            )
+        })?;
         Ok(Timing {
-            wall_ns: w1 - w0,
-            cpu_ns: children_cpu_ns().saturating_sub(cpu0),
+            wall_ns,
+            cpu_ns: timing.cpu_ns,
         })
     }
 }
@@ -489,6 +636,7 @@ mod tests {
             Duration::from_secs(10),
             Box::new(CommandJob {
                 argv: vec!["sh".into(), "-c".into(), "exit 3".into()],
+                time_from: TimeFrom::Clock,
                 current_child: Arc::new(AtomicI32::new(0)),
             }),
         )
@@ -508,6 +656,7 @@ mod tests {
             Duration::from_secs(10),
             Box::new(CommandJob {
                 argv: vec!["true".into()],
+                time_from: TimeFrom::Clock,
                 current_child: Arc::new(AtomicI32::new(0)),
             }),
         )
@@ -515,6 +664,53 @@ mod tests {
         let mut out = Vec::new();
         r.run_batch(2, &mut out).unwrap();
         assert!(out.iter().all(|t| t.wall_ns > 10_000), "{out:?}");
+    }
+
+    #[test]
+    fn printed_times_parse_with_and_without_units() {
+        let ns = |s: &str| time_from_stdout(s).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        // The seed's test_auth.py prints `time.time()` differences in seconds.
+        assert_eq!(ns("3.0994415283203125e-06\n"), 3_099);
+        assert_eq!(ns("0.00021338462829589844"), 213_385);
+        assert_eq!(ns("took 12.5ms"), 12_500_000);
+        assert_eq!(ns("took 12.5 ms\n"), 12_500_000);
+        assert_eq!(ns("elapsed: 250us"), 250_000);
+        assert_eq!(ns("elapsed: 250 µs."), 250_000);
+        assert_eq!(ns("elapsed: 250μs"), 250_000);
+        assert_eq!(ns("900ns"), 900);
+        assert_eq!(ns("2 s"), 2_000_000_000);
+        assert_eq!(ns("1.5E-3"), 1_500_000);
+        // The last number wins; words and percentages around it do not count.
+        assert_eq!(ns("warm-up 5.0\nrun 3 of 10: 0.002 (100%)"), 2_000_000);
+        assert_eq!(ns("result=(0.5s)"), 500_000_000);
+    }
+
+    #[test]
+    fn no_printed_number_is_a_clear_error() {
+        let e = time_from_stdout("done\n").unwrap_err();
+        assert!(e.contains("no number"), "{e}");
+        assert!(time_from_stdout("").is_err());
+        assert!(time_from_stdout("-0.5")
+            .unwrap_err()
+            .contains("not a duration"));
+        assert!(time_from_stdout("100000 s").unwrap_err().contains("hour"));
+    }
+
+    #[test]
+    fn a_command_run_takes_its_time_from_what_it_printed() {
+        let mut job = CommandJob {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo warming; echo 'took 7.5 ms'".into(),
+            ],
+            time_from: TimeFrom::Stdout,
+            current_child: Arc::new(AtomicI32::new(0)),
+        };
+        assert_eq!(job.run_once().unwrap().wall_ns, 7_500_000);
+        job.argv = vec!["sh".into(), "-c".into(), "echo hello; echo world".into()];
+        let e = job.run_once().unwrap_err();
+        assert!(e.contains("no number") && e.contains("| world"), "{e}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub(crate) fn environment() -> Environment {
         isolcpus: None,
         nohz_full: None,
         loadavg_1m: Some(0.5),
+        function_hosts: Vec::new(),
     }
 }
 

@@ -1,7 +1,10 @@
 //! Target processes: who the agent may touch. Only threads of processes
 //! named on the command line (`--pid`, `--cgroup`) are ever scheduled; pid 1,
 //! the agent itself and kernel threads are refused. Worker threads are found
-//! by the host's naming contract: comm prefix `fn-worker-`.
+//! by the host's naming contract, comm prefix `fn-worker-`, or by the prefixes
+//! given for other runtimes (`--worker-prefix fn-worker-,gunicorn`); threads
+//! seen receiving requests are workers whatever their name (the policies
+//! learn those from the monitor).
 
 use std::path::{Path, PathBuf};
 
@@ -93,8 +96,14 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
-/// Threads of `pid` whose comm starts with `prefix`.
-pub fn threads_named(pid: u32, prefix: &str) -> Vec<u32> {
+/// Threads of `pid` whose comm starts with one of `prefixes`: a
+/// comma-separated list (`fn-worker-` or `fn-worker-,gunicorn`); empty
+/// entries are ignored, so an empty list names no thread.
+pub fn threads_named(pid: u32, prefixes: &str) -> Vec<u32> {
+    let prefixes: Vec<&str> = prefixes.split(',').filter(|p| !p.is_empty()).collect();
+    if prefixes.is_empty() {
+        return Vec::new();
+    }
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
@@ -102,7 +111,7 @@ pub fn threads_named(pid: u32, prefix: &str) -> Vec<u32> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .filter(|tid: &u32| {
             std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
-                .is_ok_and(|c| c.starts_with(prefix))
+                .is_ok_and(|c| prefixes.iter().any(|p| c.starts_with(p)))
         })
         .collect();
     tids.sort_unstable();
@@ -184,9 +193,15 @@ mod tests {
             })
             .unwrap();
         ready_rx.recv().unwrap();
-        let found = threads_named(std::process::id(), "fn-worker-t");
+        let me = std::process::id();
+        let found = threads_named(me, "fn-worker-t");
+        let in_a_list = threads_named(me, "gunicorn,fn-worker-t");
+        let other_names = threads_named(me, "gunicorn,uvicorn");
+        let none = threads_named(me, "");
         tx.send(()).unwrap();
         h.join().unwrap();
         assert_eq!(found.len(), 1);
+        assert_eq!(in_a_list, found, "any prefix of the list matches");
+        assert!(other_names.is_empty() && none.is_empty());
     }
 }

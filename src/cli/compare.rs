@@ -69,6 +69,11 @@ pub struct Args {
     /// A threshold like `auth.slo_attainment>=0.99` (repeatable); exit 99 when one fails.
     #[arg(long = "gate", value_name = "EXPR")]
     pub gates: Vec<String>,
+    /// Measure even when the CPU check fails (a SCHED_FIFO canary that does
+    /// not run on a function or agent CPU, or one busy in the kernel while
+    /// idle); the report's notes then say so.
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl Args {
@@ -241,6 +246,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         out_dir: out_dir.clone(),
         slokit: std::env::current_exe().context("locating the slokit binary")?,
         reprofile: args.reprofile,
+        force: args.force,
     };
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;

@@ -4,7 +4,9 @@
 use clap::{Parser, Subcommand};
 
 mod compare;
+mod count_instructions;
 mod gate;
+mod gate_worker;
 mod invoke;
 mod loadgen;
 mod profile;
@@ -42,6 +44,12 @@ pub enum Command {
     Sched(sched::Args),
     /// Simulate the policies (and the SRPT bound) on c CPUs.
     Simulate(simulate::Args),
+    /// The paired gate's worker process (internal; see `gate --against`).
+    #[command(name = "gate-worker", hide = true)]
+    GateWorker(gate_worker::Args),
+    /// Invoke a built-in inside the region Valgrind counts (internal; see `--metric instructions`).
+    #[command(name = "__count-instructions", hide = true)]
+    CountInstructions(count_instructions::Args),
 }
 
 /// Runs the chosen subcommand and returns the process exit code.
@@ -55,5 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Loadgen(a) => loadgen::run(a),
         Command::Sched(a) => sched::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::GateWorker(a) => gate_worker::run(a),
+        Command::CountInstructions(a) => count_instructions::run(a),
     }
 }

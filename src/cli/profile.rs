@@ -11,8 +11,8 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use slokit_functions::{Catalogue, CatalogueConfig};
 use slokit_profiler::{
-    Observer, Phase, Profile, ProfileConfig, ProfileError, Progress, RuleOverrides, SamplingPlan,
-    Settings, SystemReport, Target, CONFIG_FILE,
+    CountSettings, Metric, Observer, Phase, Profile, ProfileConfig, ProfileError, Progress,
+    RuleOverrides, SamplingPlan, Settings, SystemReport, Target, TimeFrom, CONFIG_FILE,
 };
 
 use super::invoke::params_object;
@@ -34,6 +34,35 @@ pub fn parse_fraction(s: &str) -> Result<f64, String> {
         return Err(format!("`{s}` must be a non-negative number"));
     }
     Ok(v / scale)
+}
+
+/// `--metric`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricArg {
+    /// Wall execution time.
+    #[value(name = "wall-time", alias = "wall", alias = "time")]
+    WallTime,
+    /// Instructions executed per invocation.
+    Instructions,
+}
+
+impl From<MetricArg> for Metric {
+    fn from(m: MetricArg) -> Self {
+        match m {
+            MetricArg::WallTime => Metric::WallTime,
+            MetricArg::Instructions => Metric::Instructions,
+        }
+    }
+}
+
+/// `--time-from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimeFromArg {
+    /// slokit's clock around each run.
+    Clock,
+    /// The last number each run of the --command prints (seconds, or with a
+    /// unit: s, ms, us, ns).
+    Stdout,
 }
 
 /// Measurement flags shared by `profile` and `gate`.
@@ -82,6 +111,19 @@ pub struct MeasureArgs {
     /// HS256 secret for `auth`'s JWT tokens.
     #[arg(long, env = "SLOKIT_AUTH_SECRET", hide_env_values = true)]
     pub auth_secret: Option<String>,
+    /// `instructions`: profile adds the instruction count of one invocation
+    /// (hardware counter, else Valgrind); gate compares counts instead of
+    /// times (default threshold 1 %).
+    #[arg(long, value_enum, default_value_t = MetricArg::WallTime)]
+    pub metric: MetricArg,
+    /// Invocations counted with --metric instructions (each counted on its own).
+    #[arg(long, default_value_t = 3)]
+    pub count_invocations: u64,
+    /// Measure even when the CPU check fails (a SCHED_FIFO canary that does
+    /// not run on the measurement CPU, or the CPU busy in the kernel while
+    /// idle); the output and the written files then say so.
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl MeasureArgs {
@@ -129,6 +171,17 @@ impl MeasureArgs {
                 ..SamplingPlan::default()
             },
             timeout: Duration::from_secs_f64(self.timeout),
+            metric: self.metric.into(),
+            count: CountSettings {
+                invocations: self.count_invocations,
+                // The child reads the secret from the environment, never argv.
+                child_env: self
+                    .auth_secret
+                    .iter()
+                    .map(|s| ("SLOKIT_AUTH_SECRET".to_string(), s.clone()))
+                    .collect(),
+                ..CountSettings::default()
+            },
             ..Settings::default()
         };
         s.validate()?;
@@ -142,6 +195,18 @@ impl MeasureArgs {
             config.auth_secret = s.clone().into_bytes();
         }
         Catalogue::builtin(&config)
+    }
+
+    /// The CPU check of the measurement CPU (`slokit_sys::canary`): refuses
+    /// an unhealthy CPU unless `--force`. Prints and returns the warnings
+    /// to record.
+    pub fn check_cpu(&self) -> anyhow::Result<Vec<String>> {
+        let (cpu, _) = slokit_profiler::isolation::choose_cpu(self.cpu)?;
+        let notes = slokit_sys::canary::preflight(&[cpu], self.force)?;
+        for n in &notes {
+            eprintln!("warning: {n}");
+        }
+        Ok(notes)
     }
 }
 
@@ -157,6 +222,12 @@ pub struct Args {
     /// Profile an HTTP endpoint instead: one request per run (params become a JSON POST body).
     #[arg(long, conflicts_with = "functions")]
     pub url: Option<String>,
+    /// Where each run's time comes from: `clock` (slokit's, around the run)
+    /// or `stdout` (the last number the --command printed, e.g. the seed's
+    /// `print(end_time - start_time)`), so the deadline is the function's
+    /// and not the interpreter's.
+    #[arg(long, value_enum, default_value_t = TimeFromArg::Clock)]
+    pub time_from: TimeFromArg,
     /// Profile name for --command/--url (file `<out-dir>/<name>.toml`).
     #[arg(long)]
     pub name: Option<String>,
@@ -244,6 +315,13 @@ impl Observer for TerminalObserver {
         }
     }
 
+    fn note(&mut self, message: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("{message}")),
+            None => eprintln!("{message}"),
+        }
+    }
+
     fn progress(&mut self, p: &Progress) {
         let bar = self.bar(p.max_time_s);
         bar.set_position((p.elapsed_s * 1000.0) as u64);
@@ -307,6 +385,10 @@ pub fn summary_table(profiles: &[(Profile, PathBuf)]) -> Table {
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let mut settings = args.measure.settings()?;
+    settings.time_from = match args.time_from {
+        TimeFromArg::Clock => TimeFrom::Clock,
+        TimeFromArg::Stdout => TimeFrom::Stdout,
+    };
     let params = params_object(&args.params)?;
     let config_path = args
         .config
@@ -338,6 +420,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             .map(|f| (f.clone(), Target::Builtin))
             .collect()
     };
+    let cpu_notes = args.measure.check_cpu()?;
     let mut done = Vec::new();
     let mut observer = TerminalObserver::default();
     for (name, target) in jobs {
@@ -350,7 +433,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             &settings,
             &mut observer,
         );
-        let profile = match result {
+        let mut profile = match result {
             Ok(p) => p,
             Err(ProfileError::Interrupted) => {
                 eprintln!("interrupted: scheduling policy and affinities were restored; no profile written");
@@ -358,15 +441,24 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             }
             Err(e) => return Err(e).with_context(|| format!("profiling `{name}`")),
         };
+        profile.warnings.extend(cpu_notes.iter().cloned());
         let path = args.out_dir.join(format!("{name}.toml"));
         profile.save(&path)?;
         done.push((profile, path));
     }
     println!("{}", summary_table(&done));
     println!(
-        "deadline = p{} of wall execution time × slack; median = service time",
+        "deadline = p{} of wall execution time (Harrell–Davis estimate) × slack; median = service time",
         done.first().map_or(99.0, |(p, _)| p.deadline.percentile)
     );
+    for (p, _) in &done {
+        if p.deadline.timing == TimeFrom::Stdout {
+            println!("{}: run times are {}", p.function, p.deadline.timing);
+        }
+        if let Some(c) = &p.instructions {
+            println!("{}: {}", p.function, c.describe());
+        }
+    }
     Ok(0)
 }
 

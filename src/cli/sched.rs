@@ -93,9 +93,17 @@ pub struct Args {
     /// Seconds between one-line summaries on stderr (0: none).
     #[arg(long, default_value_t = 5.0)]
     summary_every: f64,
-    /// Comm prefix of the host's worker threads (the fifo baseline's targets).
-    #[arg(long, default_value = WORKER_PREFIX)]
+    /// Comm prefixes of worker threads, comma-separated (e.g.
+    /// `fn-worker-,gunicorn`): fifo places and las parks them before their
+    /// first request. Threads seen receiving requests are workers whatever
+    /// their name.
+    #[arg(long, value_name = "PREFIXES", default_value = WORKER_PREFIX)]
     worker_prefix: String,
+    /// Start even when the CPU check fails (a SCHED_FIFO canary that does
+    /// not run on a CPU the targets may use, or one busy in the kernel
+    /// while idle); a warning says so.
+    #[arg(long)]
+    force: bool,
 }
 
 /// `PID=VALUE` with a positive value in `unit` (`what` names it in errors,
@@ -204,8 +212,35 @@ impl Args {
     }
 }
 
+/// The CPUs the agent will use: every CPU a target's thread may run on
+/// (its affinity mask) and the agent CPUs when named.
+fn cpus_in_use(cfg: &AgentConfig) -> Vec<usize> {
+    let mut pids = cfg.pids.clone();
+    for cg in &cfg.cgroups {
+        pids.extend(slokit_sched::targets::cgroup_procs(cg).unwrap_or_default());
+    }
+    let mut cpus: std::collections::BTreeSet<usize> =
+        cfg.agent_cpus.iter().flatten().copied().collect();
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for tid in tasks
+            .flatten()
+            .filter_map(|t| t.file_name().to_str()?.parse().ok())
+        {
+            cpus.extend(slokit_sys::cpu::get_affinity(tid).unwrap_or_default());
+        }
+    }
+    cpus.into_iter().collect()
+}
+
 pub fn run(args: Args) -> anyhow::Result<i32> {
+    let force = args.force;
     let cfg = args.into_config()?;
+    for note in slokit_sys::canary::preflight(&cpus_in_use(&cfg), force)? {
+        eprintln!("slokit sched: warning: {note}");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())

@@ -1,6 +1,18 @@
 //! Child processes `compare` starts — function hosts and scheduling agents —
 //! each held by a guard that ends it by pid (SIGTERM, then SIGKILL after a
 //! grace period) and reaps it, on every exit path including panics.
+//!
+//! Every child is *contained* ([`contain`]) so that none outlives `compare`,
+//! even when `compare` gets SIGKILL and no destructor runs: it leads a
+//! process group of its own (signals reach its whole group; Ctrl-C at the
+//! terminal reaches only `compare`, which then stops its children in
+//! order), it gets a parent-death signal (`PR_SET_PDEATHSIG`: SIGKILL for
+//! hosts, SIGTERM for the agent so it restores every thread it touched), it
+//! starts in plain `SCHED_OTHER` with the given CPU affinity, and, when
+//! cgroups are available, it joins a cgroup of its own (`cgroup.rs`), whose
+//! watchdog kills grandchildren too. A parent-death signal follows the
+//! *thread* that forked the child: `compare` starts every child from its
+//! main thread, which lives as long as the process.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -10,11 +22,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use super::cgroup::{CgroupJoin, HostCgroup};
+
 /// A child process that is ended and reaped when the guard drops.
 #[derive(Debug)]
 pub struct ChildGuard {
     name: String,
     child: Option<Child>,
+    /// The child's cgroup, emptied and removed after the child is reaped.
+    cgroup: Option<HostCgroup>,
 }
 
 impl ChildGuard {
@@ -48,6 +64,7 @@ impl ChildGuard {
         let mut guard = ChildGuard {
             name: name.to_string(),
             child: Some(child),
+            cgroup: None,
         };
         let line = wait_for_line(stdout, ready_prefix, timeout);
         match line {
@@ -67,18 +84,45 @@ impl ChildGuard {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// Hands the guard the cgroup the child joined ([`contain`]): it is
+    /// killed and removed when the child is stopped.
+    pub fn adopt_cgroup(&mut self, cgroup: HostCgroup) {
+        self.cgroup = Some(cgroup);
+    }
+
     /// Sends SIGTERM, waits up to `grace`, then SIGKILLs; returns how it
-    /// ended, as text.
+    /// ended, as text. A contained child's whole process group is
+    /// signalled, and whatever is left in its cgroup is killed.
     pub fn stop(&mut self, grace: Duration) -> String {
+        let how = self.stop_child(grace);
+        if let Some(cg) = self.cgroup.take() {
+            // The group's stragglers (a process that left the group but not
+            // the cgroup) go with it; dropping removes the directory.
+            cg.kill();
+            cg.wait_empty(Duration::from_secs(2));
+        }
+        how
+    }
+
+    fn stop_child(&mut self, grace: Duration) -> String {
         let Some(mut child) = self.child.take() else {
             return "already stopped".into();
         };
         let pid = child.id() as libc::pid_t;
+        // A contained child leads its own group: signal all of it.
+        // SAFETY: getpgid(2) on our own unreaped child.
+        let group = unsafe { libc::getpgid(pid) } == pid;
+        let target = if group { -pid } else { pid };
         if let Ok(Some(status)) = child.try_wait() {
+            if group {
+                // SAFETY: the group our child led; its members are ours.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
             return format!("exited early with {status}");
         }
-        // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        // SAFETY: kill(2) on our own child's pid (or the process group it
+        // leads), which we have not reaped yet.
+        unsafe { libc::kill(target, libc::SIGTERM) };
         let deadline = std::time::Instant::now() + grace;
         loop {
             match child.try_wait() {
@@ -94,10 +138,88 @@ impl ChildGuard {
             self.name,
             grace.as_secs_f64()
         );
+        // SAFETY: as above; SIGKILL to the same target.
+        unsafe { libc::kill(target, libc::SIGKILL) };
         let _ = child.kill();
         child
             .wait()
             .map_or_else(|e| format!("wait failed: {e}"), |s| format!("{s} (killed)"))
+    }
+}
+
+/// How a child is contained (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Containment {
+    /// Its CPU affinity (inherited by everything it starts).
+    pub cpus: Vec<usize>,
+    /// The signal it gets when `compare` dies.
+    pub death_signal: i32,
+    /// The cgroup it joins before it runs its program.
+    pub cgroup: Option<CgroupJoin>,
+}
+
+impl Containment {
+    /// A function host: SIGKILL when `compare` dies.
+    pub fn host(cpus: Vec<usize>, cgroup: Option<&HostCgroup>) -> Self {
+        Containment {
+            cpus,
+            death_signal: libc::SIGKILL,
+            cgroup: cgroup.map(HostCgroup::joiner),
+        }
+    }
+
+    /// The scheduling agent: SIGTERM when `compare` dies, so it restores
+    /// every thread it touched (its guardian covers a SIGKILL).
+    pub fn agent(cpus: Vec<usize>) -> Self {
+        Containment {
+            cpus,
+            death_signal: libc::SIGTERM,
+            cgroup: None,
+        }
+    }
+}
+
+/// Makes `cmd` start contained: its own process group, the parent-death
+/// signal, `SCHED_OTHER` at nice 0, CPU affinity `c.cpus` instead of the
+/// caller's (`compare` pins itself to the load generator's CPUs), and the
+/// cgroup when given.
+pub fn contain(cmd: &mut Command, c: Containment) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the child between fork and exec and calls
+    // only async-signal-safe system calls (setpgid, prctl, getppid, raise,
+    // sched_setattr, sched_setaffinity, open/write/close) on data prepared
+    // before the fork; it allocates nothing (the CPU set is built on its
+    // stack from the captured Vec).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                c.death_signal as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then nobody
+            // would ever send the signal.
+            if libc::getppid() != parent {
+                libc::raise(c.death_signal);
+            }
+            // Plain SCHED_OTHER even if compare was started real-time (an
+            // unprivileged caller may not lower its nice: not fatal).
+            let _ = slokit_sys::sched::set_attr(0, &slokit_sys::sched::SchedAttr::other(0));
+            slokit_sys::cpu::set_affinity(0, &c.cpus)?;
+            if let Some(join) = &c.cgroup {
+                join.join()?;
+            }
+            Ok(())
+        });
     }
 }
 
@@ -106,20 +228,6 @@ impl Drop for ChildGuard {
         if self.child.is_some() {
             self.stop(Duration::from_secs(5));
         }
-    }
-}
-
-/// Makes `cmd` start with CPU affinity `cpus` instead of inheriting the
-/// caller's (`compare` pins itself to the load generator's CPUs; hosts and
-/// agents place their own threads).
-pub fn with_affinity(cmd: &mut Command, cpus: Vec<usize>) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the child between fork and exec and only
-    // calls `slokit_sys::cpu::set_affinity`, which calls nothing but
-    // sched_setaffinity(2) (async-signal-safe) and allocates nothing (the
-    // set is built on its stack from the captured Vec).
-    unsafe {
-        cmd.pre_exec(move || slokit_sys::cpu::set_affinity(0, &cpus));
     }
 }
 

@@ -5,7 +5,9 @@
 //! objects the agent runs) for the same schedule, and hands the records to
 //! the report. Presentation lives behind [`CompareObserver`].
 
+pub mod cgroup;
 pub mod children;
+pub mod external;
 pub mod profiles;
 pub mod runner;
 pub mod schedules;
@@ -22,7 +24,9 @@ use slokit_report::{Comparison, PolicyRun, ScenarioRuns, ServiceCheck};
 use slokit_sched::policy::CpuService;
 use slokit_sched::sim::{simulate, ServiceModel, ServiceSampler, SimConfig, SimPolicy};
 
-use crate::experiment::Experiment;
+use crate::experiment::{Experiment, HostSpec, Workload};
+use cgroup::CgroupTree;
+use profiles::HostProfiling;
 use runner::{run_once, transport_overhead, RunSettings, Transport};
 use schedules::{scenario_schedule, tail_services_us, ServiceFacts};
 
@@ -38,6 +42,8 @@ pub struct CompareOptions {
     pub slokit: PathBuf,
     /// Profile every function again even when its profile is fresh.
     pub reprofile: bool,
+    /// Measure even when the CPU check fails; every run record then says so.
+    pub force: bool,
 }
 
 /// Progress of a comparison; every hook defaults to nothing. Also the load
@@ -124,7 +130,17 @@ pub fn scenario_for_simulation(
         .map_err(anyhow::Error::msg)?;
     let catalogue = Catalogue::builtin(&CatalogueConfig::default());
     let measure_cpu = online_cpus() - 1;
-    let profiled = profiles::ensure_profiles(&exp, root, &catalogue, measure_cpu, false, observer)?;
+    let hosts = HostProfiling {
+        runtime_cpu: measure_cpu,
+        client_cpu: 0,
+        cgroups: exp
+            .has_external_hosts()
+            .then(|| CgroupTree::create().ok().map(Arc::new))
+            .flatten(),
+        log_dir: std::env::temp_dir(),
+    };
+    let profiled =
+        profiles::ensure_profiles(&exp, root, &catalogue, measure_cpu, &hosts, false, observer)?;
     let facts: HashMap<String, ServiceFacts> =
         profiled.iter().map(|(l, p)| (l.clone(), p.facts)).collect();
     let schedule = scenario_schedule(
@@ -221,6 +237,21 @@ fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
     }
 }
 
+/// The external hosts of `exp` by label.
+fn external_hosts(exp: &Experiment) -> HashMap<String, HostSpec> {
+    let mut out = HashMap::new();
+    for s in &exp.scenarios {
+        if let Workload::Mix { functions, .. } = &s.workload {
+            for f in functions {
+                if let Some(h) = &f.host {
+                    out.entry(f.label.clone()).or_insert_with(|| h.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Saves the comparison so far, so a crash or Ctrl-C loses nothing measured.
 pub fn save_partial(comparison: &Comparison, out_dir: &Path) -> anyhow::Result<()> {
     let path = out_dir.join("comparison.json");
@@ -243,29 +274,61 @@ pub fn run_compare(
     observer.note(&format!(
         "function CPUs {function_cpus:?} (c = {cpus}); load generator and agent on CPUs {agent_cpus:?}"
     ));
+    // Every CPU is checked before anything (profiles included) runs on it.
+    let in_use: Vec<usize> = function_cpus.iter().chain(&agent_cpus).copied().collect();
+    let cpu_notes = slokit_sys::canary::preflight(&in_use, opts.force)?;
+    for n in &cpu_notes {
+        observer.note(&format!("warning: {n}"));
+    }
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating {}", opts.out_dir.display()))?;
 
+    let log_dir = opts.out_dir.join("logs");
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+    // Every host's tree lives in a cgroup of this comparison, which a
+    // watchdog kills if compare dies without cleaning up (cgroup.rs).
+    let cgroups = match CgroupTree::create() {
+        Ok(t) => Some(Arc::new(t)),
+        Err(e) => {
+            observer.note(&format!(
+                "warning: no cgroup for the hosts ({e:#}); each host is held by its process group                  and a parent-death signal only, so a runtime's process that leaves its group                  could outlive a SIGKILL of compare"
+            ));
+            None
+        }
+    };
+    let external = external_hosts(exp);
     let catalogue = Catalogue::builtin(&CatalogueConfig::default());
     let measure_cpu = *function_cpus
         .last()
         .expect("placement gives at least one function CPU");
     let profiled = {
         let mut obs = observer.profiler();
+        let hosts = HostProfiling {
+            runtime_cpu: measure_cpu,
+            client_cpu: agent_cpus[0],
+            cgroups: cgroups.clone(),
+            log_dir: log_dir.clone(),
+        };
         profiles::ensure_profiles(
             exp,
             &opts.root,
             &catalogue,
             measure_cpu,
+            &hosts,
             opts.reprofile,
             obs.as_mut(),
         )?
     };
-    for (label, p) in &profiled {
+    let mut labels: Vec<&String> = profiled.keys().collect();
+    labels.sort();
+    let mut deadline_sources = serde_json::Map::new();
+    for label in labels {
+        let p = &profiled[label];
         observer.note(&format!(
             "{label}: service {:.1} µs, deadline {:.1} µs ({})",
             p.facts.service_us, p.facts.deadline_us, p.origin
         ));
+        deadline_sources.insert(label.clone(), p.origin.clone().into());
     }
     // Profiles measure on a function CPU; from here on slokit itself (the
     // load generator) stays on the other CPUs.
@@ -275,12 +338,31 @@ pub fn run_compare(
         profiled.iter().map(|(l, p)| (l.clone(), p.facts)).collect();
     let model = service_model(&profiled)?;
 
+    let mut environment = Environment::probe();
+    let mut hosts_listed: Vec<(&String, &HostSpec)> = external.iter().collect();
+    hosts_listed.sort_by_key(|(label, _)| *label);
+    environment.function_hosts = hosts_listed
+        .into_iter()
+        .map(
+            |(label, spec)| slokit_functions::environment::FunctionHost {
+                label: label.clone(),
+                command: spec.command_line(),
+                runtime: external::runtime_version(spec),
+            },
+        )
+        .collect();
+    let mut settings_echo = serde_json::to_value(exp)?;
+    if let Some(map) = settings_echo.as_object_mut() {
+        // Where each deadline came from: a profile file, a profile made now,
+        // the experiment's deadline_ms (external hosts).
+        map.insert("deadline_sources".into(), deadline_sources.into());
+    }
     let mut comparison = Comparison {
         title: "slokit compare".into(),
-        environment: Environment::probe(),
+        environment,
         seed: exp.seed,
         created_unix_ms: unix_ms(),
-        settings: serde_json::to_value(exp)?,
+        settings: settings_echo,
         scenarios: Vec::new(),
     };
     let settings = RunSettings {
@@ -294,10 +376,11 @@ pub fn run_compare(
         },
         las: exp.las.clone(),
         work_dir: opts.out_dir.clone(),
-        log_dir: opts.out_dir.join("logs"),
+        log_dir,
+        external,
+        cgroups,
+        force_cpu_check: opts.force,
     };
-    std::fs::create_dir_all(&settings.log_dir)
-        .with_context(|| format!("creating {}", settings.log_dir.display()))?;
     let Transport {
         p99_us: overhead_us,
         sampler: transport,
@@ -319,7 +402,11 @@ pub fn run_compare(
             &opts.root,
         )?;
         for f in &mut schedule.functions {
-            f.deadline_us = f.deadline_us.map(|d| d + overhead_us);
+            // A deadline measured over HTTP already holds the transport.
+            let is_response = facts.get(&f.label).is_some_and(|x| x.deadline_is_response);
+            if !is_response {
+                f.deadline_us = f.deadline_us.map(|d| d + overhead_us);
+            }
         }
         observer.note(&format!(
             "{}: {} invocations over {:.1} s ({})",
@@ -359,7 +446,8 @@ pub fn run_compare(
                 observer.run_started(&name, policy.name(), repetition, index, total);
                 let tag = format!("{name}-{}-{repetition}", policy.name());
                 match run_once(schedule, services, policy, &tag, &settings, stop, observer) {
-                    Ok(out) => {
+                    Ok(mut out) => {
+                        out.record.notes.extend(cpu_notes.iter().cloned());
                         observer.run_finished(&name, &out.record);
                         for (label, c) in &out.cpu_service {
                             cpu_service[si].entry(label.clone()).or_default().push(*c);

@@ -1,20 +1,52 @@
 //! The profiles a comparison needs: loads `profiles/<label>.toml` for each
-//! function of a mix, derives a fresh one when it is missing or stale
-//! (other parameters, another machine), and hands the deadline, the service
-//! time and the service-time distribution to the schedule and simulator.
+//! function of a mix, and when it is missing or stale (other parameters,
+//! another machine) uses or derives this machine's own in
+//! `profiles/local/<label>.toml` — the committed profiles are the gate's
+//! baselines and a comparison never overwrites them. It hands the deadline,
+//! the service time and the service-time distribution to the schedule and
+//! simulator.
+//!
+//! An external host is profiled through its URL (`slokit profile --url`'s
+//! measurement: one request per run from a pinned `SCHED_FIFO` client on a
+//! load-generator CPU, the runtime alone on the measurement CPU), and the
+//! profile is kept in `profiles/local/hosts/<label>.toml`. Its deadline is
+//! then a response-time bound; a `deadline_ms` in the host table replaces
+//! it.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde_json::Value;
 use slokit_functions::{Catalogue, Environment};
 use slokit_profiler::profile::{effective_params, Profile};
-use slokit_profiler::{profile_builtin, Observer, Settings};
+use slokit_profiler::{profile_builtin, Observer, Settings, Target};
 
+use super::cgroup::CgroupTree;
+use super::external::ExternalHost;
 use super::schedules::ServiceFacts;
-use crate::experiment::{Experiment, Workload};
+use crate::experiment::{Experiment, HostSpec, MixFunction, Workload};
+
+/// Where and how external hosts are profiled.
+#[derive(Debug, Clone)]
+pub struct HostProfiling {
+    /// The CPU the runtime runs on while it is measured.
+    pub runtime_cpu: usize,
+    /// The CPU of the measuring client (a load-generator CPU).
+    pub client_cpu: usize,
+    /// The comparison's cgroup for the host's tree, when there is one.
+    pub cgroups: Option<Arc<CgroupTree>>,
+    /// Folder the host's output is appended to.
+    pub log_dir: PathBuf,
+}
+
+/// The folder under the profiles directory where comparisons keep the
+/// profiles they make on this machine: the committed `profiles/<label>.toml`
+/// are the gate's baselines and are never overwritten by a comparison (a
+/// stale one is re-measured here instead, once, and reused while fresh).
+pub const LOCAL: &str = "local";
 
 /// A function's profile figures, keyed by mix label.
 #[derive(Debug, Clone)]
@@ -26,12 +58,14 @@ pub struct ProfiledFunction {
     pub origin: String,
 }
 
-/// Loads or derives the profile of every mix function of `exp`.
+/// Loads or derives the profile of every mix function of `exp`; external
+/// hosts are profiled as `hosts` says.
 pub fn ensure_profiles(
     exp: &Experiment,
     root: &Path,
     catalogue: &Catalogue,
     measure_cpu: usize,
+    hosts: &HostProfiling,
     reprofile: bool,
     observer: &mut dyn Observer,
 ) -> anyhow::Result<HashMap<String, ProfiledFunction>> {
@@ -50,46 +84,60 @@ pub fn ensure_profiles(
             if out.contains_key(&f.label) {
                 continue;
             }
-            let function = catalogue.require(&f.function)?;
-            let params = serde_json::Value::Object(effective_params(&function.info(), &f.params)?);
-            let path = dir.join(format!("{}.toml", f.label));
-            let existing = if path.exists() && !reprofile {
-                Some(
-                    Profile::load(&path)
-                        .with_context(|| format!("reading the profile of `{}`", f.label))?,
-                )
-            } else {
-                None
+            let Some(builtin) = f.builtin() else {
+                let spec = f.host.as_ref().expect("validated: a function or a host");
+                let p = external_profile(f, spec, &dir, &env, hosts, reprofile, observer)?;
+                out.insert(f.label.clone(), p);
+                continue;
             };
-            let why_new = match &existing {
-                None if reprofile => Some("--reprofile".to_string()),
-                None => Some(format!("{} is missing", path.display())),
-                // A profile written by `slokit profile NAME` records the
-                // parameters as given (`{}` = defaults): compare like with like.
-                Some(p) => {
-                    let recorded = Value::Object(p.params.clone());
-                    let mut as_run = p.clone();
-                    as_run.params = effective_params(&function.info(), &recorded)?;
-                    as_run.is_stale(&params, &env)
+            let function = catalogue.require(builtin)?;
+            let params = serde_json::Value::Object(effective_params(&function.info(), &f.params)?);
+            let committed = dir.join(format!("{}.toml", f.label));
+            let local = dir.join(LOCAL).join(format!("{}.toml", f.label));
+            // A profile written by `slokit profile NAME` records the
+            // parameters as given (`{}` = defaults): compare like with like.
+            let staleness = |path: &Path| -> anyhow::Result<Result<Profile, String>> {
+                if !path.exists() {
+                    return Ok(Err(format!("{} is missing", path.display())));
+                }
+                let p = Profile::load(path)
+                    .with_context(|| format!("reading the profile of `{}`", f.label))?;
+                let recorded = Value::Object(p.params.clone());
+                let mut as_run = p.clone();
+                as_run.params = effective_params(&function.info(), &recorded)?;
+                Ok(match as_run.is_stale(&params, &env) {
+                    None => Ok(p),
+                    Some(reason) => Err(format!("{reason} ({})", path.display())),
+                })
+            };
+            let found = if reprofile {
+                Err("--reprofile".to_string())
+            } else {
+                match staleness(&committed)? {
+                    Ok(p) => Ok((p, committed.display().to_string())),
+                    Err(why_not_committed) => match staleness(&local)? {
+                        Ok(p) => Ok((p, format!("{} ({why_not_committed})", local.display()))),
+                        Err(_) => Err(why_not_committed),
+                    },
                 }
             };
-            let (profile, origin) = match (existing, why_new) {
-                (Some(p), None) => (p, path.display().to_string()),
-                (_, reason) => {
-                    let reason = reason.unwrap_or_else(|| "no profile".into());
+            let (profile, origin) = match found {
+                Ok(found) => found,
+                Err(reason) => {
                     observer.warning(&format!("profiling `{}` now: {reason}", f.label));
                     let settings = Settings {
                         cpu: Some(measure_cpu),
                         ..Settings::default()
                     };
-                    let p = profile_builtin(&f.function, &params, catalogue, &settings, observer)
+                    let p = profile_builtin(builtin, &params, catalogue, &settings, observer)
                         .with_context(|| format!("profiling `{}`", f.label))?;
-                    std::fs::create_dir_all(&dir)
-                        .with_context(|| format!("creating {}", dir.display()))?;
-                    p.save(&path)?;
+                    let parent = local.parent().expect("has a parent");
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
+                    p.save(&local)?;
                     (
                         p,
-                        format!("profiled now ({reason}), saved to {}", path.display()),
+                        format!("profiled now ({reason}), saved to {}", local.display()),
                     )
                 }
             };
@@ -97,6 +145,130 @@ pub fn ensure_profiles(
         }
     }
     Ok(out)
+}
+
+/// What an external host's profile records as its target: the URL pattern
+/// and the command, so a changed host table makes the profile stale.
+fn host_identity(spec: &HostSpec) -> Target {
+    Target::Url {
+        url: format!("{} (host: {})", spec.url, spec.command_line()),
+    }
+}
+
+/// Loads `hosts/<label>.toml` or profiles the host through its URL: starts
+/// it on the runtime CPU, measures from the client CPU, stops it.
+fn external_profile(
+    f: &MixFunction,
+    spec: &HostSpec,
+    dir: &Path,
+    env: &Environment,
+    hosts: &HostProfiling,
+    reprofile: bool,
+    observer: &mut dyn Observer,
+) -> anyhow::Result<ProfiledFunction> {
+    if let (Some(deadline_ms), Some(service_ms)) = (spec.deadline_ms, spec.service_ms) {
+        return Ok(given_figures(deadline_ms, service_ms));
+    }
+    let path = dir
+        .join(LOCAL)
+        .join("hosts")
+        .join(format!("{}.toml", f.label));
+    let params = if f.params.is_null() {
+        Value::Object(Default::default())
+    } else {
+        f.params.clone()
+    };
+    let identity = host_identity(spec);
+    let why_new = if reprofile {
+        Some("--reprofile".to_string())
+    } else if !path.exists() {
+        Some(format!("{} is missing", path.display()))
+    } else {
+        let p = Profile::load(&path)
+            .with_context(|| format!("reading the profile of `{}`", f.label))?;
+        if p.target != identity {
+            Some("the host's command or URL changed".to_string())
+        } else {
+            p.is_stale(&params, env)
+        }
+    };
+    let (profile, origin) = match why_new {
+        None => (Profile::load(&path)?, path.display().to_string()),
+        Some(reason) => {
+            observer.warning(&format!(
+                "profiling `{}` through its URL now: {reason}",
+                f.label
+            ));
+            let log = hosts.log_dir.join(format!("host-{}.log", f.label));
+            let mut host = ExternalHost::start(
+                &f.label,
+                spec,
+                &params,
+                &[hosts.runtime_cpu],
+                hosts.cgroups.as_deref(),
+                &log,
+            )?;
+            let settings = Settings {
+                cpu: Some(hosts.client_cpu),
+                ..Settings::default()
+            };
+            let measured = slokit_profiler::profile_target(
+                &f.label,
+                &Target::Url {
+                    url: host.url.clone(),
+                },
+                &params,
+                &Catalogue::builtin(&Default::default()),
+                &settings,
+                observer,
+            );
+            host.stop(std::time::Duration::from_secs(5));
+            let mut p = measured
+                .with_context(|| format!("profiling `{}` through {}", f.label, host.url))?;
+            p.target = identity;
+            std::fs::create_dir_all(path.parent().expect("has a parent"))
+                .with_context(|| format!("creating {}", dir.display()))?;
+            p.save(&path)?;
+            (
+                p,
+                format!(
+                    "profiled now through the URL ({reason}), saved to {}",
+                    path.display()
+                ),
+            )
+        }
+    };
+    let mut out = from_profile(&profile, origin);
+    // Measured over HTTP from the client: already a response time.
+    out.facts.deadline_is_response = true;
+    if let Some(ms) = spec.deadline_ms {
+        out.facts.deadline_us = ms * 1e3;
+        out.origin = format!(
+            "deadline_ms = {ms} in the experiment; service time from {}",
+            out.origin
+        );
+    } else {
+        out.origin = format!("deadline and service time from {}", out.origin);
+    }
+    Ok(out)
+}
+
+/// A host whose deadline and service time the experiment gives: no
+/// profile; the simulator's service distribution is that one value.
+fn given_figures(deadline_ms: f64, service_ms: f64) -> ProfiledFunction {
+    let mut us = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds");
+    us.saturating_record((service_ms * 1e3).max(1.0) as u64);
+    ProfiledFunction {
+        facts: ServiceFacts {
+            service_us: service_ms * 1e3,
+            deadline_us: deadline_ms * 1e3,
+            deadline_is_response: true,
+        },
+        histogram_us: us,
+        origin: format!(
+            "deadline_ms = {deadline_ms} and service_ms = {service_ms} in the experiment (not profiled)"
+        ),
+    }
 }
 
 fn from_profile(p: &Profile, origin: String) -> ProfiledFunction {
@@ -111,6 +283,7 @@ fn from_profile(p: &Profile, origin: String) -> ProfiledFunction {
         facts: ServiceFacts {
             service_us: p.summary.mean_us,
             deadline_us: p.deadline_us(),
+            deadline_is_response: false,
         },
         histogram_us: us,
         origin,

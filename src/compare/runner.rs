@@ -1,7 +1,9 @@
 //! One measured run: start a function host per scheduled function on the
-//! function CPUs, attach the scheduling agent with one policy, replay the
-//! schedule open-loop, then stop agent and hosts (by pid) and collect the
-//! run record and the agent's metrics.
+//! function CPUs (`slokit serve` for a built-in, the experiment's command
+//! for an external host), attach the scheduling agent with one policy to
+//! every process of them, replay the schedule open-loop, then stop agent
+//! and hosts (by pid, process group and cgroup) and collect the run record
+//! and the agent's metrics.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +23,10 @@ use slokit_sched::sim::ServiceSampler;
 use slokit_sched::{LasParams, Policy, PolicyParams, TwoLevelParams};
 use slokit_sys::cpu::format_cpu_list as cpu_list;
 
-use super::children::{with_affinity, ChildGuard};
+use super::cgroup::CgroupTree;
+use super::children::{contain, ChildGuard, Containment};
+use super::external::ExternalHost;
+use crate::experiment::HostSpec;
 
 /// How runs are placed and sized.
 #[derive(Debug, Clone)]
@@ -37,6 +42,14 @@ pub struct RunSettings {
     pub work_dir: PathBuf,
     /// Folder the hosts' and agents' stderr is appended to.
     pub log_dir: PathBuf,
+    /// Start the agents with `--force` (compare itself was forced past a
+    /// failed CPU check).
+    pub force_cpu_check: bool,
+    /// External function hosts by label (the experiment's `host` tables).
+    pub external: HashMap<String, HostSpec>,
+    /// The comparison's cgroup, holding every host's tree (None where
+    /// cgroups are unavailable: process groups only).
+    pub cgroups: Option<Arc<CgroupTree>>,
 }
 
 impl RunSettings {
@@ -63,23 +76,76 @@ pub struct RunOutput {
     pub cpu_service: HashMap<String, CpuService>,
 }
 
+/// What the agent targets for one function label.
+#[derive(Debug, Clone)]
+struct HostTargets {
+    label: String,
+    /// Every process of the host's tree when it became ready.
+    pids: Vec<u32>,
+    /// Its cgroup, rescanned by the agent (processes a runtime forks later).
+    cgroup: Option<PathBuf>,
+    deadline_ms: Option<f64>,
+}
+
 /// A running host per schedule function, keyed by label.
 struct Hosts {
-    guards: Vec<ChildGuard>,
+    serve: Vec<ChildGuard>,
+    external: Vec<ExternalHost>,
     urls: HashMap<String, String>,
-    deadlines: Vec<(u32, f64)>,
-    /// Host pid and label, for per-function facts.
-    labels: Vec<(u32, String)>,
+    targets: Vec<HostTargets>,
+}
+
+impl Hosts {
+    /// Stops every host (after the agent).
+    fn stop(&mut self, grace: Duration) {
+        for h in &mut self.serve {
+            h.stop(grace);
+        }
+        for h in &mut self.external {
+            h.stop(grace);
+        }
+    }
+
+    /// The label a target pid belongs to.
+    fn label_of(&self, pid: u32) -> Option<&str> {
+        self.targets
+            .iter()
+            .find(|t| t.pids.contains(&pid))
+            .map(|t| t.label.as_str())
+    }
 }
 
 fn start_hosts(schedule: &Schedule, s: &RunSettings) -> anyhow::Result<Hosts> {
     let mut hosts = Hosts {
-        guards: Vec::new(),
+        serve: Vec::new(),
+        external: Vec::new(),
         urls: HashMap::new(),
-        deadlines: Vec::new(),
-        labels: Vec::new(),
+        targets: Vec::new(),
     };
     for f in &schedule.functions {
+        let deadline_ms = f.deadline_us.map(|d| d / 1e3);
+        let log = s.log_dir.join(format!("host-{}.log", f.label));
+        if let Some(spec) = s.external.get(&f.label) {
+            // The runtime's whole tree stays on the function CPUs; it has
+            // no threads of its own that must stay off them.
+            let host = ExternalHost::start(
+                &f.label,
+                spec,
+                &f.params,
+                &s.function_cpus,
+                s.cgroups.as_deref(),
+                &log,
+            )?;
+            hosts.urls.insert(f.label.clone(), host.url.clone());
+            hosts.targets.push(HostTargets {
+                label: f.label.clone(),
+                pids: host.processes(),
+                cgroup: host.cgroup_dir().map(Path::to_path_buf),
+                deadline_ms,
+            });
+            hosts.external.push(host);
+            continue;
+        }
         let mut cmd = Command::new(&s.slokit);
         cmd.args([
             "serve",
@@ -90,15 +156,18 @@ fn start_hosts(schedule: &Schedule, s: &RunSettings) -> anyhow::Result<Hosts> {
         ])
         .args(["--workers", &s.workers_per_host.to_string()])
         .args(["--cpus", &cpu_list(&s.function_cpus)]);
-        with_affinity(&mut cmd, s.all_cpus());
-        let log = s.log_dir.join(format!("host-{}.log", f.label));
-        let (guard, line) = ChildGuard::spawn_until_ready(
+        let cgroup = s.cgroups.as_deref().map(|t| t.host(&f.label)).transpose()?;
+        contain(&mut cmd, Containment::host(s.all_cpus(), cgroup.as_ref()));
+        let (mut guard, line) = ChildGuard::spawn_until_ready(
             &format!("host for {}", f.label),
             cmd,
             LISTENING_ON,
             Duration::from_secs(20),
             Some(&log),
         )?;
+        if let Some(cg) = cgroup {
+            guard.adopt_cgroup(cg);
+        }
         let base = line
             .trim_start_matches(LISTENING_ON)
             .trim()
@@ -107,18 +176,39 @@ fn start_hosts(schedule: &Schedule, s: &RunSettings) -> anyhow::Result<Hosts> {
         hosts
             .urls
             .insert(f.label.clone(), format!("{base}/invoke/{}", f.function));
-        if let Some(d) = f.deadline_us {
-            hosts.deadlines.push((guard.pid(), d / 1e3));
-        }
-        hosts.labels.push((guard.pid(), f.label.clone()));
-        hosts.guards.push(guard);
+        hosts.targets.push(HostTargets {
+            label: f.label.clone(),
+            pids: vec![guard.pid()],
+            cgroup: None,
+            deadline_ms,
+        });
+        hosts.serve.push(guard);
     }
     Ok(hosts)
+}
+
+/// The comm prefixes of worker threads: the host's `fn-worker-` and every
+/// external host's `worker_prefix`, comma-separated for `--worker-prefix`.
+fn worker_prefixes(schedule: &Schedule, s: &RunSettings) -> String {
+    let mut prefixes = vec![slokit_sched::targets::WORKER_PREFIX.to_string()];
+    for f in &schedule.functions {
+        if let Some(p) = s
+            .external
+            .get(&f.label)
+            .and_then(|h| h.worker_prefix.clone())
+        {
+            if !prefixes.contains(&p) {
+                prefixes.push(p);
+            }
+        }
+    }
+    prefixes.join(",")
 }
 
 fn start_agent(
     policy: Policy,
     hosts: &Hosts,
+    worker_prefixes: &str,
     services_us: &HashMap<String, f64>,
     s: &RunSettings,
     metrics: &Path,
@@ -137,19 +227,26 @@ fn start_agent(
         .args(["--agent-cpus", &cpu_list(&s.agent_cpus)])
         .args(["--cpus", &s.two_level.cpus.to_string()])
         .args(["--metrics-out", &metrics.display().to_string()])
-        .args(["--params", &params.display().to_string()]);
-    with_affinity(&mut cmd, s.all_cpus());
-    for g in &hosts.guards {
-        cmd.args(["--pid", &g.pid().to_string()]);
+        .args(["--params", &params.display().to_string()])
+        .args(["--worker-prefix", worker_prefixes]);
+    if s.force_cpu_check {
+        cmd.arg("--force");
     }
-    for (pid, ms) in &hosts.deadlines {
-        cmd.args(["--deadline", &format!("{pid}={ms}")]);
-    }
-    if policy == Policy::Las {
-        for (pid, label) in &hosts.labels {
-            if let Some(us) = services_us.get(label) {
-                cmd.args(["--service", &format!("{pid}={us}")]);
+    contain(&mut cmd, Containment::agent(s.all_cpus()));
+    for t in &hosts.targets {
+        for pid in &t.pids {
+            cmd.args(["--pid", &pid.to_string()]);
+            if let Some(ms) = t.deadline_ms {
+                cmd.args(["--deadline", &format!("{pid}={ms}")]);
             }
+            if policy == Policy::Las {
+                if let Some(us) = services_us.get(&t.label) {
+                    cmd.args(["--service", &format!("{pid}={us}")]);
+                }
+            }
+        }
+        if let Some(cg) = &t.cgroup {
+            cmd.arg("--cgroup").arg(cg);
         }
     }
     let log = s.log_dir.join(format!("agent-{}.log", policy.name()));
@@ -161,6 +258,36 @@ fn start_agent(
         Some(&log),
     )?;
     Ok(guard)
+}
+
+/// Merges per-process on-CPU service figures into one per label (counts
+/// add; means and percentiles are weighted by count — the percentiles so
+/// only approximately).
+fn per_label(
+    hosts: &Hosts,
+    by_pid: &std::collections::BTreeMap<u32, CpuService>,
+) -> HashMap<String, CpuService> {
+    let mut out: HashMap<String, CpuService> = HashMap::new();
+    for (pid, c) in by_pid {
+        let Some(label) = hosts.label_of(*pid) else {
+            continue;
+        };
+        let e = out.entry(label.to_string()).or_insert(CpuService {
+            count: 0,
+            mean_us: 0.0,
+            p50_us: 0.0,
+            p99_us: 0.0,
+        });
+        let n = (e.count + c.count).max(1) as f64;
+        let w = |a: f64, b: f64| (a * e.count as f64 + b * c.count as f64) / n;
+        *e = CpuService {
+            mean_us: w(e.mean_us, c.mean_us),
+            p50_us: w(e.p50_us, c.p50_us),
+            p99_us: e.p99_us.max(c.p99_us),
+            count: e.count + c.count,
+        };
+    }
+    out
 }
 
 /// Replays `schedule` once under `policy`; `services_us` are the known
@@ -176,7 +303,8 @@ pub fn run_once(
 ) -> anyhow::Result<RunOutput> {
     let mut hosts = start_hosts(schedule, s)?;
     let metrics_path = s.work_dir.join(format!("agent-{tag}.json"));
-    let mut agent = start_agent(policy, &hosts, services_us, s, &metrics_path)?;
+    let prefixes = worker_prefixes(schedule, s);
+    let mut agent = start_agent(policy, &hosts, &prefixes, services_us, s, &metrics_path)?;
     let cfg = ClientConfig {
         urls: hosts.urls.clone(),
         cpus: s.agent_cpus.clone(),
@@ -187,9 +315,7 @@ pub fn run_once(
     };
     let measured = slokit_loadgen::run_blocking(schedule, &cfg, reporter);
     let agent_exit = agent.stop(Duration::from_secs(10));
-    for h in &mut hosts.guards {
-        h.stop(Duration::from_secs(10));
-    }
+    hosts.stop(Duration::from_secs(10));
     let mut record = measured.context("the load generator failed")?;
     let agent_metrics = std::fs::read_to_string(&metrics_path)
         .map_err(|e| e.to_string())
@@ -198,14 +324,22 @@ pub fn run_once(
     match agent_metrics {
         Ok(m) => {
             let cpu_service = match &m.las {
-                Some(las) => hosts
-                    .labels
-                    .iter()
-                    .filter_map(|(pid, label)| Some((label.clone(), *las.service_cpu_us.get(pid)?)))
-                    .collect(),
+                Some(las) => per_label(&hosts, &las.service_cpu_us),
                 None => HashMap::new(),
             };
             record.monitor = Some(m.monitor.clone());
+            if !s.external.is_empty() {
+                let sent: u64 = record.functions.iter().map(|f| f.invocations).sum();
+                record.notes.push(format!(
+                    "agent: saw {} of the {sent} requests sent{}",
+                    m.requests_seen,
+                    if m.requests_seen == sent {
+                        ""
+                    } else {
+                        " (see docs/external-runtimes.md)"
+                    }
+                ));
+            }
             record
                 .notes
                 .extend(m.notes.iter().map(|n| format!("agent: {n}")));
@@ -275,9 +409,7 @@ pub fn transport_overhead(s: &RunSettings, samples: usize) -> anyhow::Result<Tra
         ..ClientConfig::default()
     };
     let record = slokit_loadgen::run_blocking(&schedule, &cfg, &slokit_loadgen::NoReporter);
-    for h in &mut hosts.guards {
-        h.stop(Duration::from_secs(5));
-    }
+    hosts.stop(Duration::from_secs(5));
     let record = record.context("calibrating the transport overhead")?;
     let f = &record.functions[0];
     anyhow::ensure!(

@@ -11,7 +11,11 @@ use slokit_functions::Schedule;
 use slokit_loadgen::azure2019::{self, Azure2019Options};
 use slokit_loadgen::{mix_schedule, Load, MixEntry, MixSpec};
 
-use crate::experiment::{Scenario, Workload};
+use crate::experiment::{parse_minutes, Scenario, Workload};
+
+/// The `function` of an external host's entry in a schedule (its label
+/// names it; the host itself is the experiment's `host` table).
+pub const EXTERNAL_FUNCTION: &str = "external";
 
 /// What a mix needs from a function's profile.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -20,6 +24,10 @@ pub struct ServiceFacts {
     pub service_us: f64,
     /// The profile's deadline, µs.
     pub deadline_us: f64,
+    /// Whether the deadline already bounds the *response* time over HTTP
+    /// (profiled through a URL, or given as `deadline_ms`), so `compare`
+    /// must not add the transport overhead to it again.
+    pub deadline_is_response: bool,
 }
 
 /// Builds the schedule of `scenario` on `cpus` function CPUs. `facts` maps
@@ -43,7 +51,7 @@ pub fn scenario_schedule(
                         .with_context(|| format!("no profile figures for `{}`", f.label))?;
                     Ok(MixEntry {
                         label: f.label.clone(),
-                        function: f.function.clone(),
+                        function: f.builtin().unwrap_or(EXTERNAL_FUNCTION).to_string(),
                         params: f.params.clone(),
                         weight: f.weight,
                         service_us: Some(fact.service_us),
@@ -72,7 +80,8 @@ pub fn scenario_schedule(
             } else {
                 root.join(trace_dir)
             };
-            let window = parse_minutes(minutes)?;
+            let window = parse_minutes(minutes)
+                .map_err(|e| anyhow::anyhow!("scenario `{}`: {e}", scenario.name))?;
             let mut opts = Azure2019Options {
                 minutes: window,
                 scale: 1.0,
@@ -114,22 +123,6 @@ pub fn scenario_schedule(
         );
     }
     Ok(schedule)
-}
-
-/// `"540-570"` → `(540, 570)`, the half-open minute window.
-pub fn parse_minutes(text: &str) -> anyhow::Result<(u32, u32)> {
-    let (a, b) = text
-        .split_once('-')
-        .with_context(|| format!("minutes `{text}` is not A-B (e.g. 540-570)"))?;
-    let a: u32 = a
-        .trim()
-        .parse()
-        .with_context(|| format!("minutes `{text}`: `{a}` is not a number"))?;
-    let b: u32 = b
-        .trim()
-        .parse()
-        .with_context(|| format!("minutes `{text}`: `{b}` is not a number"))?;
-    Ok((a, b))
 }
 
 /// Σ service time / (window × CPUs): the utilisation the schedule offers.
@@ -233,6 +226,7 @@ mod tests {
                     ServiceFacts {
                         service_us: s,
                         deadline_us: s * 2.0,
+                        deadline_is_response: false,
                     },
                 )
             })
@@ -298,11 +292,5 @@ mod tests {
             s.arrivals.iter().map(|a| a.function).collect::<Vec<_>>(),
             [1, 0]
         );
-    }
-
-    #[test]
-    fn minutes_parse() {
-        assert_eq!(parse_minutes("540-570").unwrap(), (540, 570));
-        assert!(parse_minutes("540").is_err());
     }
 }

@@ -1,9 +1,12 @@
 //! Repository chores behind `cargo xtask …` (rust-analyzer's xtask pattern):
-//! installing the system packages slokit needs, the full test suite CI runs,
-//! and the demo the README starts with. Plain std, so it builds before any
+//! installing the system packages slokit needs (and the Python example's
+//! virtual environment), the full test suite CI runs, and the demo the
+//! README starts with. Plain std, so it builds before any
 //! system package is present.
 
 use std::env;
+use std::fs;
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
 /// Debian packages slokit needs, with the reason for each.
@@ -28,12 +31,21 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
         "chromium",
         "the report test opens the HTML report in a headless browser",
     ),
+    (
+        "valgrind",
+        "counts instructions for `--metric instructions` where no hardware counter is exposed",
+    ),
+    (
+        "python3-venv",
+        "creates examples/python/.venv, the Python example's runtime (gunicorn, pyaes from PyPI)",
+    ),
 ];
 
 const USAGE: &str = "\
 cargo xtask <command>
 
-  setup            install (or check) the system packages slokit needs
+  setup            install (or check) the system packages slokit needs and
+                   the Python example's venv (examples/python/.venv)
   test             setup, then format check, clippy -D warnings, all tests
   demo [ARGS...]   setup, then `slokit compare` on the embedded defaults
   bench            setup, then every criterion benchmark";
@@ -41,10 +53,10 @@ cargo xtask <command>
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("setup") => setup(),
-        Some("test") => setup().and_then(|()| test()),
-        Some("demo") => setup().and_then(|()| demo(&args[1..])),
-        Some("bench") => setup().and_then(|()| cargo(&["bench", "--workspace"])),
+        Some("setup") => setup_all(),
+        Some("test") => setup_all().and_then(|()| test()),
+        Some("demo") => setup_all().and_then(|()| demo(&args[1..])),
+        Some("bench") => setup_all().and_then(|()| cargo(&["bench", "--workspace"])),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -73,6 +85,34 @@ fn is_root() -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
+}
+
+/// The system packages, then the Python example's virtual environment.
+fn setup_all() -> Result<(), String> {
+    setup()?;
+    python_example()
+}
+
+/// Creates `examples/python/.venv` and installs `requirements.txt` into it
+/// with pip (from PyPI), unless the environment already holds exactly
+/// those requirements (a copy is kept in the venv).
+fn python_example() -> Result<(), String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python");
+    let requirements = dir.join("requirements.txt");
+    let wanted = fs::read_to_string(&requirements)
+        .map_err(|e| format!("cannot read {}: {e}", requirements.display()))?;
+    let venv = dir.join(".venv");
+    let installed = venv.join("slokit-requirements.txt");
+    if fs::read_to_string(&installed).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    if !venv.join("bin/python").exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "-q", "--disable-pip-version-check", "-r"])
+        .arg(&requirements))?;
+    fs::write(&installed, wanted).map_err(|e| format!("cannot write {}: {e}", installed.display()))
 }
 
 /// Installs the missing packages with apt-get when running as root;

@@ -21,8 +21,20 @@
 //!
 //! The baseline side is drawn from the profile's HdrHistogram (3 significant
 //! digits, ≤ 0.1 % quantisation); the current side uses the raw samples.
+//!
+//! With `--metric instructions` the gate compares instruction counts
+//! instead of times ([`instructions`]): no timing runs, exact counts.
+//!
+//! With `--against OLD` the gate runs paired instead ([`against`],
+//! [`paired`]): old and new interleaved on one CPU, decided on paired
+//! ratios, so the machine's drift between sessions cancels.
 
+pub mod against;
+pub mod baseline;
 pub mod export;
+pub mod instructions;
+pub mod paired;
+pub mod worker;
 
 use std::path::{Path, PathBuf};
 
@@ -32,7 +44,7 @@ use slokit_functions::Catalogue;
 
 use crate::error::ProfileError;
 use crate::observer::Observer;
-use crate::profile::{params_equal, Profile, PROFILE_SCHEMA};
+use crate::profile::params_equal;
 use crate::stats::{bootstrap_ratio_ci, Interval, Sample};
 use crate::{profile_target, Settings};
 
@@ -170,20 +182,113 @@ pub struct FunctionResult {
     pub remeasured: bool,
     /// Remarks (different parameters, environment, unconfirmed first result).
     pub notes: Vec<String>,
+    /// What the paired gate ran (`--against`); absent for the committed-profile gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired: Option<against::PairedDetails>,
+}
+
+/// Which gate ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GateMode {
+    /// The current build re-profiled and compared with committed profiles.
+    #[default]
+    CommittedProfile,
+    /// Old and new build run interleaved (`--against OLD`), decided on paired ratios.
+    Paired,
+}
+
+impl GateMode {
+    /// How the mode decides, for report headers.
+    pub fn describe(self, against: Option<&str>) -> String {
+        match self {
+            GateMode::CommittedProfile => {
+                "committed-profile gate: bootstrap CI of the median ratio, current / baseline profile"
+                    .into()
+            }
+            GateMode::Paired => format!(
+                "paired gate against `{}`: bootstrap CI of the median ABBA-block ratio, new / old",
+                against.unwrap_or("?")
+            ),
+        }
+    }
 }
 
 /// Everything the gate found; exporters serialise this.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateReport {
+    /// Which gate ran (reports before the field existed: committed-profile).
+    #[serde(default)]
+    pub mode: GateMode,
+    /// OLD of `--against`, in paired mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub against: Option<String>,
     pub slokit_version: String,
     pub environment: String,
     pub threshold: f64,
     pub confidence: f64,
     pub results: Vec<FunctionResult>,
     pub warnings: Vec<String>,
+    /// The metric that decided (reports before the field existed: wall time).
+    #[serde(default)]
+    pub metric: crate::Metric,
+    /// The instruction counts behind each result, by function
+    /// (`--metric instructions` only).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub instructions: std::collections::BTreeMap<String, instructions::InstructionChange>,
 }
 
 impl GateReport {
+    /// A committed-profile report of `results` (paired mode sets `mode`
+    /// and `against` on top).
+    pub fn new(
+        environment: String,
+        gs: &GateSettings,
+        results: Vec<FunctionResult>,
+        warnings: Vec<String>,
+    ) -> Self {
+        GateReport {
+            mode: GateMode::CommittedProfile,
+            against: None,
+            slokit_version: slokit_model::VERSION.into(),
+            environment,
+            threshold: gs.threshold,
+            confidence: gs.confidence,
+            results,
+            warnings,
+            metric: crate::Metric::WallTime,
+            instructions: Default::default(),
+        }
+    }
+
+    /// Which gate ran and how it decides, for report headers.
+    pub fn method(&self) -> String {
+        match self.metric {
+            crate::Metric::Instructions => {
+                "committed-profile gate: instruction counts, current / baseline profile".into()
+            }
+            crate::Metric::WallTime => self.mode.describe(self.against.as_deref()),
+        }
+    }
+
+    /// What decided, for report headers: the metric and how it was compared.
+    pub fn decided_by(&self) -> String {
+        match self.metric {
+            crate::Metric::WallTime => "decided by wall time".into(),
+            crate::Metric::Instructions => {
+                let how: std::collections::BTreeSet<String> = self
+                    .instructions
+                    .values()
+                    .map(|c| format!("{}, {}, {}", c.source, c.tool, c.scope))
+                    .collect();
+                format!(
+                    "decided by instructions executed ({})",
+                    how.into_iter().collect::<Vec<_>>().join("; ")
+                )
+            }
+        }
+    }
+
     /// Whether any function regressed (→ exit code 1).
     pub fn has_regression(&self) -> bool {
         self.results
@@ -207,19 +312,9 @@ pub fn list_baselines(dir: &Path) -> Result<Vec<String>, ProfileError> {
         if path.extension().and_then(|x| x.to_str()) != Some("toml") {
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let is_profile = text
-            .parse::<toml::Table>()
-            .ok()
-            .and_then(|t| {
-                t.get("schema")
-                    .and_then(|s| s.as_str())
-                    .map(|s| s == PROFILE_SCHEMA)
-            })
-            .unwrap_or(false);
-        if is_profile {
+        // Not TOML at all is an error (with line and column), never a skip:
+        // a gate that passes over a file it cannot read passes wrongly.
+        if baseline::is_profile_file(&path)? {
             if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
                 names.push(stem.to_string());
             }
@@ -265,11 +360,12 @@ pub fn run_gate(
                 baseline_dir.display()
             )));
         }
-        baselines.push((name.clone(), path.clone(), Profile::load(&path)?));
+        baselines.push((name.clone(), path.clone(), baseline::load(&path)?));
     }
     let mut warnings = Vec::new();
     let mut results = Vec::new();
     let mut env_line = String::new();
+    let mut instruction_counts = std::collections::BTreeMap::new();
     for (name, path, base) in baselines {
         let mut params = Value::Object(base.params.clone());
         if let (Value::Object(p), Value::Object(o)) = (&mut params, param_overrides) {
@@ -289,6 +385,15 @@ pub fn run_gate(
         s.rule.percentile = base.deadline.percentile;
         s.rule.slack = base.deadline.slack;
         s.rule.slo_target_percent = base.deadline.slo_target_percent;
+        s.time_from = base.deadline.timing;
+        if settings.metric == crate::Metric::Instructions {
+            let (result, counts) = instructions::gate_one(
+                &name, &path, &base, &params, notes, catalogue, &s, gs, observer,
+            )?;
+            instruction_counts.insert(name.clone(), counts);
+            results.push(result);
+            continue;
+        }
         let base_ns = base.samples_ns(gs.sample_cap);
 
         let measure = |observer: &mut dyn Observer| {
@@ -344,16 +449,22 @@ pub fn run_gate(
             verdict: decision.verdict,
             remeasured,
             notes,
+            paired: None,
         });
     }
-    Ok(GateReport {
-        slokit_version: slokit_model::VERSION.into(),
-        environment: env_line,
-        threshold: gs.threshold,
-        confidence: gs.confidence,
-        results,
-        warnings,
-    })
+    if settings.metric == crate::Metric::Instructions {
+        return Ok(GateReport {
+            metric: crate::Metric::Instructions,
+            instructions: instruction_counts,
+            ..GateReport::new(
+                slokit_model::Environment::probe().one_line(),
+                gs,
+                results,
+                warnings,
+            )
+        });
+    }
+    Ok(GateReport::new(env_line, gs, results, warnings))
 }
 
 #[cfg(test)]

@@ -74,7 +74,7 @@ pub(crate) fn environment_rows(report: &Report) -> Vec<(&'static str, String)> {
         (Some(r), Some(p)) => format!("RT throttling {r}/{p} µs"),
         _ => "RT throttling unknown".to_string(),
     };
-    vec![
+    let mut rows = vec![
         (
             "CPU",
             e.cpu_model.clone().unwrap_or_else(|| "unknown".into()),
@@ -107,7 +107,20 @@ pub(crate) fn environment_rows(report: &Report) -> Vec<(&'static str, String)> {
         ),
         ("slokit", e.slokit_version.clone()),
         ("seed", report.seed.to_string()),
-    ]
+    ];
+    // External function hosts: what ran the functions slokit did not.
+    for h in &e.function_hosts {
+        rows.push((
+            "function host",
+            format!(
+                "{}: `{}` ({})",
+                h.label,
+                h.command,
+                h.runtime.as_deref().unwrap_or("runtime version unknown")
+            ),
+        ));
+    }
+    rows
 }
 
 /// The "Simulated vs measured" section's title, the same in every format.
@@ -187,5 +200,23 @@ mod tests {
         let mut r = crate::testdata::report();
         r.created_unix_ms = 1_795_000_000_000;
         assert_eq!(created_utc(&r), "2026-11-18 11:06:40 UTC");
+    }
+
+    #[test]
+    fn external_function_hosts_get_a_row_each() {
+        let mut r = crate::testdata::report();
+        let rows = environment_rows(&r);
+        assert!(rows.iter().all(|(k, _)| *k != "function host"));
+        r.environment.function_hosts = vec![slokit_model::environment::FunctionHost {
+            label: "py-aes".into(),
+            command: ".venv/bin/gunicorn app:aes".into(),
+            runtime: Some("gunicorn (version 27.0.1); Python 3.11.7".into()),
+        }];
+        let rows = environment_rows(&r);
+        let row = rows.iter().find(|(k, _)| *k == "function host").unwrap();
+        assert_eq!(
+            row.1,
+            "py-aes: `.venv/bin/gunicorn app:aes` (gunicorn (version 27.0.1); Python 3.11.7)"
+        );
     }
 }

@@ -1,8 +1,11 @@
 //! `fifo`: every worker thread of the targets in SCHED_FIFO at one
 //! priority for the agent's lifetime — run to completion in arrival order
 //! (the seed's FIFO baseline). Workers are the threads the host names
-//! `fn-worker-*` (found at start and on rescans) and, for runtimes with
-//! other names, every thread seen receiving a request.
+//! `fn-worker-*` (or the runtime's `--worker-prefix`; found at start and on
+//! rescans) and, for runtimes with other names, every thread seen receiving
+//! a request — and, in a runtime that hands requests off (one thread
+//! receives, another replies), every thread seen replying: that one ran the
+//! function.
 
 use rustc_hash::FxHashSet;
 
@@ -73,8 +76,15 @@ impl SchedPolicy for Fifo {
         self.place(t, Some(r.id), cause, out);
     }
 
-    fn on_completion(&mut self, _c: &Completion, _out: &mut Vec<Action>) {
+    fn on_completion(&mut self, c: &Completion, out: &mut Vec<Action>) {
         self.active = self.active.saturating_sub(1);
+        if c.replied && c.sender_tid != c.request.tid {
+            let sender = Thread {
+                tgid: c.request.tgid,
+                tid: c.sender_tid,
+            };
+            self.place(sender, None, Cause::Other, out);
+        }
     }
 
     fn on_vanished(&mut self, tid: u32, _request: Option<RequestId>, _out: &mut Vec<Action>) {
@@ -124,5 +134,43 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    #[test]
+    fn a_thread_that_replies_for_another_is_placed_once() {
+        let mut p = Fifo::new(10);
+        let mut out = Vec::new();
+        let r = Request {
+            id: 1,
+            tid: 20,
+            tgid: 7,
+            sock: 1,
+            start_ns: 5,
+        };
+        p.on_arrival(&r, &MockCpu::default(), &mut out);
+        out.clear();
+        let done = |sender_tid, replied| Completion {
+            request: r,
+            sender_tid,
+            end_ns: 9,
+            replied,
+        };
+        // replied by the receiver itself: nothing new
+        p.on_completion(&done(20, true), &mut out);
+        assert!(out.is_empty());
+        // abandoned: the "sender" is not a worker
+        p.on_completion(&done(21, false), &mut out);
+        assert!(out.is_empty());
+        // handed off: the replying thread ran the function
+        p.on_completion(&done(21, true), &mut out);
+        assert_eq!(levels(&out), [(21, Level::Fifo(10))]);
+        out.clear();
+        p.on_completion(&done(21, true), &mut out);
+        assert!(out.is_empty(), "placed once");
+        assert_eq!(p.snapshot().fifo_holders, 0);
+    }
+
+    fn levels(a: &[Action]) -> Vec<(u32, Level)> {
+        a.iter().map(|a| (a.tid, a.level)).collect()
     }
 }

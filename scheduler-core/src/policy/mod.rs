@@ -260,6 +260,92 @@ mod tests {
             assert_eq!(Policy::from_str(p.name(), false), Ok(p));
         }
     }
+
+    /// Runtimes slokit did not write: two worker processes (7 and 8, as
+    /// gunicorn's), and in process 8 a hand-off (thread 81 receives, thread
+    /// 82 replies). Applies every action and returns each thread's last
+    /// level.
+    fn external_runtime(policy: Policy) -> std::collections::BTreeMap<u32, super::Level> {
+        use super::{build, Completion, PolicyConfig};
+        use crate::clock::{Clock, MockClock};
+        use crate::register::Request;
+        let clock = MockClock::new(1_000_000);
+        let cfg = PolicyConfig {
+            deadlines_ns: [(7, 50_000_000), (8, 50_000_000)].into(),
+            ..PolicyConfig::default()
+        };
+        let mut p = build(policy, &cfg, clock.clone());
+        let cpu = super::testing::MockCpu::default();
+        let mut levels = std::collections::BTreeMap::new();
+        let mut apply = |out: &mut Vec<super::Action>| {
+            for a in out.drain(..) {
+                levels.insert(a.tid, a.level);
+            }
+        };
+        let mut out = Vec::new();
+        let req = |id, tid, tgid| Request {
+            id,
+            tid,
+            tgid,
+            sock: id,
+            start_ns: Clock::now_ns(&clock),
+        };
+        for (id, tid, tgid, sender) in [
+            (1, 71, 7, 71),
+            (2, 81, 8, 82),
+            (3, 71, 7, 71),
+            (4, 81, 8, 82),
+        ] {
+            let r = req(id, tid, tgid);
+            p.on_arrival(&r, &cpu, &mut out);
+            apply(&mut out);
+            p.after_apply(&cpu);
+            clock.advance(2_000_000);
+            cpu.add(sender, 2_000_000);
+            p.on_timer(&cpu, &mut out);
+            apply(&mut out);
+            let c = Completion {
+                request: r,
+                sender_tid: sender,
+                end_ns: Clock::now_ns(&clock),
+                replied: true,
+            };
+            p.on_completion(&c, &mut out);
+            apply(&mut out);
+            p.after_apply(&cpu);
+        }
+        levels
+    }
+
+    #[test]
+    fn every_policy_handles_several_processes_and_hand_offs() {
+        use super::Level;
+        // cfs never moves a thread.
+        assert!(external_runtime(Policy::Cfs).is_empty());
+        // fifo: every worker of both processes, the replying thread of the
+        // hand-off included, in SCHED_FIFO for the run (its baseline).
+        let fifo = external_runtime(Policy::Fifo);
+        assert_eq!(
+            fifo.into_iter().collect::<Vec<_>>(),
+            [
+                (71, Level::Fifo(10)),
+                (81, Level::Fifo(10)),
+                (82, Level::Fifo(10))
+            ]
+        );
+        // two-level: every request's thread back in the fair class once its
+        // reply is sent, whichever thread sent it; the replying thread is
+        // never raised for a request it did not receive.
+        let two = external_runtime(Policy::TwoLevel);
+        assert!(two.values().all(|l| *l == Level::Other), "{two:?}");
+        assert!(!two.contains_key(&82), "{two:?}");
+        // las: both processes' receivers parked at the top again, the
+        // replying thread untouched.
+        let las = external_runtime(Policy::Las);
+        assert_eq!(las.get(&71), Some(&Level::Fifo(40)), "{las:?}");
+        assert_eq!(las.get(&81), Some(&Level::Fifo(40)), "{las:?}");
+        assert!(!las.contains_key(&82), "{las:?}");
+    }
 }
 
 #[cfg(test)]

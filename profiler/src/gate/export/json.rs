@@ -1,4 +1,5 @@
-//! JSON export: the [`GateReport`] as is, plus `regression` for scripts.
+//! JSON export: the [`GateReport`] as is, plus `regression` and
+//! `decided_by` (the metric, in words) for scripts.
 
 use super::Exporter;
 use crate::error::ProfileError;
@@ -15,6 +16,7 @@ impl Exporter for JsonExporter {
             message: e.to_string(),
         })?;
         v["regression"] = serde_json::Value::Bool(report.has_regression());
+        v["decided_by"] = serde_json::Value::String(report.decided_by());
         let mut out = serde_json::to_vec_pretty(&v).map_err(|e| ProfileError::Export {
             format: "JSON",
             message: e.to_string(),

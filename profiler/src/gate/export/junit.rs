@@ -3,9 +3,9 @@
 
 use std::fmt::Write;
 
-use super::{pct, us, Exporter};
+use super::{pct, us, value_cells, Exporter};
 use crate::error::ProfileError;
-use crate::gate::{GateReport, Verdict};
+use crate::gate::{GateMode, GateReport, Verdict};
 
 /// JUnit XML (the Ant/Surefire dialect CI systems read).
 #[derive(Debug, Default, Clone, Copy)]
@@ -37,18 +37,38 @@ impl Exporter for JunitExporter {
             "  <testsuite name=\"slokit gate\" tests=\"{}\" failures=\"{failures}\" errors=\"0\">",
             r.results.len()
         );
+        let mode = match r.mode {
+            GateMode::CommittedProfile => "committed-profile",
+            GateMode::Paired => "paired",
+        };
+        let _ = writeln!(
+            s,
+            "    <properties>\n      <property name=\"mode\" value=\"{mode}\"/>\n      <property name=\"method\" value=\"{}\"/>\n      <property name=\"metric\" value=\"{}\"/>\n    </properties>",
+            xml(&r.method()),
+            xml(&r.decided_by())
+        );
         for f in &r.results {
-            let summary = format!(
-                "median {} → {} ({}, 95 % CI [{}, {}]); deadline {} → {}; threshold {:.1} %",
-                us(f.baseline_median_us),
-                us(f.current_median_us),
-                pct(f.change),
-                pct(f.change_ci[0]),
-                pct(f.change_ci[1]),
-                us(f.baseline_deadline_us),
-                us(f.current_deadline_us),
-                r.threshold * 100.0
-            );
+            let summary = if r.instructions.contains_key(&f.function) {
+                let [base, current, _] = value_cells(r, f);
+                format!(
+                    "{base} → {current} ({}); threshold {:.1} %; {}",
+                    pct(f.change),
+                    r.threshold * 100.0,
+                    r.decided_by()
+                )
+            } else {
+                format!(
+                    "median {} → {} ({}, 95 % CI [{}, {}]); deadline {} → {}; threshold {:.1} %",
+                    us(f.baseline_median_us),
+                    us(f.current_median_us),
+                    pct(f.change),
+                    pct(f.change_ci[0]),
+                    pct(f.change_ci[1]),
+                    us(f.baseline_deadline_us),
+                    us(f.current_deadline_us),
+                    r.threshold * 100.0
+                )
+            };
             let _ = writeln!(
                 s,
                 "    <testcase classname=\"slokit.gate\" name=\"{}\">",
@@ -63,9 +83,14 @@ impl Exporter for JunitExporter {
                 );
             }
             let mut out = format!("{}: {summary}", f.verdict);
-            for n in &f.notes {
+            for n in f
+                .paired
+                .iter()
+                .map(|p| p.summary())
+                .chain(f.notes.iter().cloned())
+            {
                 out.push('\n');
-                out.push_str(n);
+                out.push_str(&n);
             }
             let _ = writeln!(s, "      <system-out>{}</system-out>", xml(&out));
             let _ = writeln!(s, "    </testcase>");

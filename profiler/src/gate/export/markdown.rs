@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{pct, us, Exporter};
+use super::{pct, value_cells, value_titles, Exporter};
 use crate::error::ProfileError;
 use crate::gate::{GateReport, Verdict};
 
@@ -27,30 +27,33 @@ impl Exporter for MarkdownExporter {
         let _ = writeln!(s, "## slokit gate: {head}\n");
         let _ = writeln!(
             s,
-            "Threshold {:.1} %, {:.0} % bootstrap CI of the median ratio; {}, slokit {}.\n",
+            "Mode: {}. {}. Threshold {:.1} %, {:.0} % CI; {}, slokit {}.\n",
+            escape(&r.method()),
+            escape(&r.decided_by()),
             r.threshold * 100.0,
             r.confidence * 100.0,
             escape(&r.environment),
             r.slokit_version
         );
-        let _ = writeln!(s, "| function | baseline median | current median | change | 95 % CI | deadline (base → now) | verdict |");
+        let [base_title, current_title] = value_titles(r);
+        let _ = writeln!(s, "| function | {base_title} | {current_title} | change | 95 % CI | deadline (base → now) | verdict |");
         let _ = writeln!(s, "| --- | ---: | ---: | ---: | --- | --- | --- |");
         for f in &r.results {
             let verdict = match f.verdict {
                 Verdict::Regression => "**regression**".to_string(),
                 v => v.to_string(),
             };
+            let [base, current, deadline] = value_cells(r, f);
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | [{}, {}] | {} → {} | {}{} |",
+                "| {} | {} | {} | {} | [{}, {}] | {} | {}{} |",
                 escape(&f.function),
-                us(f.baseline_median_us),
-                us(f.current_median_us),
+                base,
+                current,
                 pct(f.change),
                 pct(f.change_ci[0]),
                 pct(f.change_ci[1]),
-                us(f.baseline_deadline_us),
-                us(f.current_deadline_us),
+                deadline,
                 verdict,
                 if f.remeasured { " (re-measured)" } else { "" }
             );
@@ -59,9 +62,11 @@ impl Exporter for MarkdownExporter {
             .results
             .iter()
             .flat_map(|f| {
-                f.notes
+                f.paired
                     .iter()
-                    .map(move |n| format!("`{}`: {}", f.function, escape(n)))
+                    .map(|p| p.summary())
+                    .chain(f.notes.iter().cloned())
+                    .map(move |n| format!("`{}`: {}", f.function, escape(&n)))
             })
             .chain(r.warnings.iter().map(|w| format!("warning: {}", escape(w))))
             .collect();

@@ -2,7 +2,7 @@
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, ContentArrangement, Table};
 
-use super::{pct, us, Exporter};
+use super::{pct, value_cells, value_titles, Exporter};
 use crate::error::ProfileError;
 use crate::gate::{GateReport, Verdict};
 
@@ -17,8 +17,8 @@ impl Exporter for TableExporter {
             .set_content_arrangement(ContentArrangement::Dynamic)
             .set_header(vec![
                 "function",
-                "baseline median",
-                "current median",
+                value_titles(r)[0],
+                value_titles(r)[1],
                 "change",
                 "95 % CI",
                 "deadline base → now",
@@ -31,21 +31,18 @@ impl Exporter for TableExporter {
                 Verdict::Unconfirmed => Color::Yellow,
                 Verdict::Unchanged => Color::Reset,
             };
+            let [base, current, deadline] = value_cells(r, f);
             t.add_row(vec![
                 Cell::new(&f.function),
-                Cell::new(us(f.baseline_median_us)),
-                Cell::new(us(f.current_median_us)),
+                Cell::new(base),
+                Cell::new(current),
                 Cell::new(pct(f.change)),
                 Cell::new(format!(
                     "[{}, {}]",
                     pct(f.change_ci[0]),
                     pct(f.change_ci[1])
                 )),
-                Cell::new(format!(
-                    "{} → {}",
-                    us(f.baseline_deadline_us),
-                    us(f.current_deadline_us)
-                )),
+                Cell::new(deadline),
                 Cell::new(format!(
                     "{}{}",
                     f.verdict,
@@ -56,6 +53,9 @@ impl Exporter for TableExporter {
         }
         let mut s = format!("{t}\n");
         for f in &r.results {
+            if let Some(p) = &f.paired {
+                s.push_str(&format!("note: {}: {}\n", f.function, p.summary()));
+            }
             for n in &f.notes {
                 s.push_str(&format!("note: {}: {n}\n", f.function));
             }
@@ -64,12 +64,14 @@ impl Exporter for TableExporter {
             s.push_str(&format!("warning: {w}\n"));
         }
         s.push_str(&format!(
-            "{} (threshold {:.1} %, {:.0} % bootstrap CI of the median ratio)\n",
+            "{} ({}; {}; threshold {:.1} %, {:.0} % CI)\n",
             if r.has_regression() {
                 "REGRESSION"
             } else {
                 "no regression"
             },
+            r.method(),
+            r.decided_by(),
             r.threshold * 100.0,
             r.confidence * 100.0
         ));
