@@ -499,9 +499,17 @@ fn run_profile(
             ),
         );
     }
-    // Harrell–Davis: lower variance than the interpolated order statistic,
-    // so consecutive profiles' deadlines agree more closely.
-    let percentile_ns = wall.harrell_davis(plan.percentile);
+    // Harrell–Davis: lower variance than the interpolated order statistic;
+    // the median over blocks of it when the run spans enough windows, so a
+    // few slow stretches of the machine do not decide the deadline and
+    // consecutive profiles agree more closely.
+    let whole_ns = wall.harrell_davis(plan.percentile);
+    let blocks =
+        crate::stats::median_of_block_percentiles(&sampling.windows_wall_ns, plan.percentile);
+    let (percentile_ns, estimator) = match blocks {
+        Some((ns, _)) => (ns, Estimator::MedianOfBlocks),
+        None => (whole_ns, Estimator::HarrellDavis),
+    };
     let mut profile = Profile::new(
         name.to_string(),
         target,
@@ -513,7 +521,9 @@ fn run_profile(
             slo_target_percent: settings.rule.slo_target_percent,
             basis: "wall".into(),
             timing: settings.time_from,
-            estimator: Estimator::HarrellDavis,
+            estimator,
+            blocks: blocks.map(|(_, n)| n),
+            whole_sample_percentile_us: blocks.map(|_| whole_ns / 1e3),
         },
         summary,
         IsolationSection {

@@ -39,8 +39,14 @@ pub enum QuantileEstimator {
     #[serde(rename = "hyndman-fan-7")]
     HyndmanFan7,
     /// Harrell–Davis: Beta-weighted sum of all order statistics
-    /// ([`crate::stats::harrell_davis_sorted`]); what slokit uses now.
+    /// ([`crate::stats::harrell_davis_sorted`]), over the whole sample: used
+    /// when the runs are too few for blocks.
     HarrellDavis,
+    /// The median over consecutive blocks of runs of each block's
+    /// Harrell–Davis percentile
+    /// ([`crate::stats::median_of_block_percentiles`]): the percentile of a
+    /// typical stretch of the run, what slokit uses when it can.
+    MedianOfBlocks,
 }
 
 /// The `schema` value of every profile file.
@@ -195,6 +201,13 @@ pub struct DeadlineSection {
     /// How the percentile was estimated (absent in version 1: `hyndman-fan-7`).
     #[serde(default)]
     pub estimator: QuantileEstimator,
+    /// Blocks the median-of-blocks estimator used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<usize>,
+    /// The whole sample's Harrell–Davis percentile, µs, beside the
+    /// median-of-blocks one (how much the slow stretches weighed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whole_sample_percentile_us: Option<f64>,
 }
 
 /// Summary of the isolated wall execution time (and the CPU time beside it).
@@ -685,7 +698,9 @@ pub(crate) mod tests {
                 slo_target_percent: 99.0,
                 basis: "wall".into(),
                 timing: TimeFrom::Clock,
-                estimator: QuantileEstimator::HarrellDavis,
+                estimator: QuantileEstimator::MedianOfBlocks,
+                blocks: Some(8),
+                whole_sample_percentile_us: Some(p99 / 1e3),
             },
             summarise(&s, &h, [1.0, 2.0], [3.0, 4.0]),
             IsolationSection {

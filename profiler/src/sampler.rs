@@ -206,6 +206,10 @@ pub struct Sampling {
     /// Median wall time (ns) of each ~1 s window of counted runs, in order:
     /// how far the machine's speed drifted while sampling.
     pub window_medians_ns: Vec<f64>,
+    /// The wall times (ns, sorted) of each of those windows, in time order
+    /// (at most the first `DRIFT_WINDOW_MAX_RUNS` of a window): the input of
+    /// the median-of-blocks deadline estimator.
+    pub windows_wall_ns: Vec<Vec<f64>>,
 }
 
 /// Length of the drift windows.
@@ -222,6 +226,7 @@ struct DriftWindows {
     start: Duration,
     current: Vec<f64>,
     medians: Vec<f64>,
+    closed: Vec<Vec<f64>>,
 }
 
 impl DriftWindows {
@@ -239,6 +244,7 @@ impl DriftWindows {
             self.current.sort_by(f64::total_cmp);
             self.medians
                 .push(crate::stats::percentile_sorted(&self.current, 50.0));
+            self.closed.push(std::mem::take(&mut self.current));
         }
         self.current.clear();
     }
@@ -462,6 +468,7 @@ pub fn sample(
         stop_reason,
         percentile_ci: ci,
         window_medians_ns: windows.medians,
+        windows_wall_ns: windows.closed,
     })
 }
 

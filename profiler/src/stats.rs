@@ -29,6 +29,15 @@
 //!   Hyndman–Fan 7's, which is what makes the deadline of consecutive
 //!   profiles agree. The Beta CDF is statrs's regularised incomplete beta;
 //!   only the weights that matter are computed (see the function).
+//! * [`median_of_block_percentiles`] — the deadline's estimator when the run
+//!   spans enough time: the runs, in time order, are cut into consecutive
+//!   blocks, each block's percentile is estimated (Harrell–Davis), and the
+//!   median of those is taken (the "median of means" idea of Nemirovsky &
+//!   Yudin 1983 applied to a quantile). On a shared VM the machine's speed
+//!   drifts in stretches of seconds; a whole-sample p99 then depends on how
+//!   many slow stretches a profile happened to catch, while the median over
+//!   blocks is the p99 of a typical stretch and ignores up to half of the
+//!   blocks being slow. slokit's own rule, written here.
 
 use crate::error::ProfileError;
 
@@ -350,6 +359,51 @@ pub fn bootstrap_ratio_ci(
 /// 1e-12 of the sample's range.
 const HD_NEGLIGIBLE: f64 = 1e-12;
 
+/// Fewest runs a block needs for its percentile to count (p99 of 200 runs
+/// leans on its two largest values; fewer would be the maximum).
+pub const BLOCK_MIN_RUNS: usize = 200;
+/// Fewest blocks for the median over blocks to mean anything.
+pub const MIN_BLOCKS: usize = 4;
+/// Most blocks: more would make each block short and its p99 noisy.
+pub const MAX_BLOCKS: usize = 16;
+
+/// The median over consecutive blocks of the `p`-th percentile
+/// (Harrell–Davis) of each block. `windows` are the runs' values in time
+/// order, grouped in windows (each sorted or not); a block is a run of
+/// consecutive windows. Returns the estimate and the number of blocks, or
+/// `None` when the runs do not make [`MIN_BLOCKS`] blocks of
+/// [`BLOCK_MIN_RUNS`] runs (the caller then uses the whole sample).
+pub fn median_of_block_percentiles(windows: &[Vec<f64>], p: f64) -> Option<(f64, usize)> {
+    let total: usize = windows.iter().map(Vec::len).sum();
+    let blocks = (total / BLOCK_MIN_RUNS).min(windows.len()).min(MAX_BLOCKS);
+    if blocks < MIN_BLOCKS {
+        return None;
+    }
+    // Cut into `blocks` groups of consecutive windows with near-equal run
+    // counts: a window goes to the block its first run's rank falls in.
+    let mut groups: Vec<Vec<f64>> = vec![Vec::new(); blocks];
+    let mut seen = 0usize;
+    for w in windows {
+        let b = (seen * blocks / total).min(blocks - 1);
+        groups[b].extend_from_slice(w);
+        seen += w.len();
+    }
+    let mut estimates: Vec<f64> = groups
+        .into_iter()
+        .filter(|g| g.len() >= BLOCK_MIN_RUNS / 2)
+        .map(|mut g| {
+            g.sort_by(f64::total_cmp);
+            harrell_davis_sorted(&g, p)
+        })
+        .collect();
+    if estimates.len() < MIN_BLOCKS {
+        return None;
+    }
+    estimates.sort_by(f64::total_cmp);
+    let n = estimates.len();
+    Some((percentile_sorted(&estimates, 50.0), n))
+}
+
 /// The Harrell–Davis estimate of the `p`-th percentile (`p` in (0, 100)) of
 /// an ascending slice: `Σ W_i · x_(i)` with
 /// `W_i = I_{i/n}(a, b) − I_{(i−1)/n}(a, b)`, `a = q(n+1)`, `b = (1−q)(n+1)`,
@@ -429,8 +483,9 @@ pub fn thin_sorted(sorted: &[f64], cap: usize) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::{
-        bootstrap_percentile_ci, bootstrap_ratio_ci, harrell_davis_sorted, percentile_select,
-        percentile_sorted, thin_sorted, Sample,
+        bootstrap_percentile_ci, bootstrap_ratio_ci, harrell_davis_sorted,
+        median_of_block_percentiles, percentile_select, percentile_sorted, thin_sorted, Sample,
+        SplitMix64, MAX_BLOCKS,
     };
     use proptest::prelude::*;
     use rand::{Rng, SeedableRng};
@@ -573,6 +628,48 @@ mod tests {
         let sd = |v: Vec<f64>| Sample::new(v).unwrap().stddev();
         let (a, b) = (sd(hd), sd(hf));
         assert!(a < b * 0.99, "HD sd {a} vs HF7 sd {b}");
+    }
+
+    /// Runs of a steady function in 1-s windows, with a slow stretch over
+    /// `slow` of the windows (every value × 1.3).
+    fn windows(n_windows: usize, per_window: usize, slow: &[usize], seed: u64) -> Vec<Vec<f64>> {
+        let mut rng = SplitMix64::new(seed);
+        (0..n_windows)
+            .map(|w| {
+                let f = if slow.contains(&w) { 1.3 } else { 1.0 };
+                (0..per_window)
+                    .map(|_| {
+                        f * (1000.0 + 300.0 * (rng.below(1 << 20) as f64 / (1u64 << 20) as f64))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_median_of_blocks_ignores_a_few_slow_stretches() {
+        let steady = windows(12, 300, &[], 1);
+        let (est, blocks) = median_of_block_percentiles(&steady, 99.0).unwrap();
+        assert_eq!(blocks, 12);
+        // uniform on [1000, 1300): p99 ≈ 1297
+        assert!((est - 1297.0).abs() < 5.0, "{est}");
+        // two slow windows of twelve move the whole-sample p99 by ~30 %,
+        // the median of blocks by less than 1 %
+        let slowed = windows(12, 300, &[3, 8], 1);
+        let (est_slow, _) = median_of_block_percentiles(&slowed, 99.0).unwrap();
+        let mut all: Vec<f64> = slowed.concat();
+        all.sort_by(f64::total_cmp);
+        let whole = harrell_davis_sorted(&all, 99.0);
+        assert!(whole > 1.25 * est, "whole {whole} vs {est}");
+        assert!((est_slow / est - 1.0).abs() < 0.01, "{est_slow} vs {est}");
+    }
+
+    #[test]
+    fn too_few_runs_or_windows_make_no_blocks() {
+        assert!(median_of_block_percentiles(&windows(3, 1000, &[], 2), 99.0).is_none());
+        assert!(median_of_block_percentiles(&windows(20, 30, &[], 2), 99.0).is_none());
+        let (_, blocks) = median_of_block_percentiles(&windows(100, 1000, &[], 2), 99.0).unwrap();
+        assert_eq!(blocks, MAX_BLOCKS);
     }
 
     #[test]

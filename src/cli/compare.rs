@@ -198,12 +198,19 @@ impl CompareObserver for Console {
             let slo = f.slo.map_or("n/a".to_string(), |s| {
                 format!("{:.1} %", s.attainment * 100.0)
             });
+            // a function with no successful reply has no latency to show
+            let (p50, p99) = f
+                .response()
+                .map_or(("–".to_string(), "–".to_string()), |r| {
+                    (format!("{:.2}", r.p50 / 1e3), format!("{:.2}", r.p99 / 1e3))
+                });
+            let failed = match f.failure_kinds() {
+                k if k.is_empty() => String::new(),
+                k => format!("  failed: {k}"),
+            };
             self.line(&format!(
-                "    {:<16} n={:<6} p50 {:>9.2} ms  p99 {:>9.2} ms  SLO {slo}",
-                f.label,
-                f.invocations,
-                f.response_us.p50 / 1e3,
-                f.response_us.p99 / 1e3
+                "    {:<16} n={:<6} p50 {p50:>9} ms  p99 {p99:>9} ms  SLO {slo}{failed}",
+                f.label, f.invocations,
             ));
         }
     }
