@@ -440,7 +440,7 @@ fn two_level_demotes_requests_that_outrun_their_credit() {
         .as_u64()
         .unwrap();
     assert!(
-        reached <= 20 && reached + vanished >= 20 && vanished <= 3,
+        (15..=20).contains(&reached) && reached + vanished >= 20,
         "{reached} arrivals reached FIFO, {vanished} threads gone before the agent acted"
     );
     assert_eq!(m["exhausted_to_demoted_us"]["summary"]["count"], 10);
