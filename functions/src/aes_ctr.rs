@@ -156,7 +156,29 @@ fn decode_hex(name: &str, s: &str) -> Result<Vec<u8>, InvokeError> {
     hex::decode(s.trim()).map_err(|e| bad(format!("`{name}` is not valid hex: {e}")))
 }
 
+/// Buffers of message length one invocation holds at once: the message,
+/// the first ciphertext, the scratch ciphertext and the decryption
+/// (see [`AesJob::run`]).
+pub const BUFFERS_PER_INVOCATION: u64 = 4;
+
 impl AesParams {
+    /// Bytes of the buffers an invocation with these parameters allocates:
+    /// [`BUFFERS_PER_INVOCATION`] × the message length. A message longer
+    /// than [`MAX_LENGTH`] is refused before its buffers exist: 0.
+    pub fn memory_estimate(&self) -> u64 {
+        let length = if let Some(text) = &self.plaintext {
+            text.len()
+        } else if let Some(h) = &self.plaintext_hex {
+            h.trim().len() / 2
+        } else {
+            self.length.unwrap_or(DEFAULT_LENGTH)
+        };
+        if length > MAX_LENGTH {
+            return 0;
+        }
+        BUFFERS_PER_INVOCATION * length as u64
+    }
+
     /// Checks the parameters and builds the message.
     pub fn validate(&self) -> Result<AesJob, InvokeError> {
         let key_bytes = decode_hex("key_hex", &self.key_hex)?;
@@ -324,6 +346,10 @@ impl Function for Aes {
         }
     }
 
+    fn memory_estimate(&self, params: &Value) -> u64 {
+        parse_params::<AesParams>(params).map_or(0, |p| p.memory_estimate())
+    }
+
     fn invoke(&self, params: &Value) -> Result<Value, InvokeError> {
         let p: AesParams = parse_params(params)?;
         let job = p.validate()?;
@@ -369,6 +395,21 @@ mod tests {
         let mut back = vec![0; ct.len()];
         ctr_apply(&key, &counter, &ct, &mut back);
         assert_eq!(back, pt);
+    }
+
+    #[test]
+    fn memory_estimate_counts_four_buffers_of_the_message_length() {
+        let mib = 1024 * 1024;
+        let est = |p: Value| Aes.memory_estimate(&p);
+        assert_eq!(est(Value::Null), 4 * DEFAULT_LENGTH as u64);
+        assert_eq!(est(json!({"length": 3 * mib})), 12 * mib as u64);
+        assert_eq!(est(json!({"plaintext": "abcd"})), 16);
+        assert_eq!(est(json!({"plaintext_hex": " 00ff00ff "})), 16);
+        // Refused before any buffer exists, or not parameters at all.
+        assert_eq!(est(json!({"length": MAX_LENGTH + 1})), 0);
+        assert_eq!(est(json!({"length": "big"})), 0);
+        assert_eq!(est(json!({"nope": 1})), 0);
+        assert_eq!(est(json!([1, 2])), 0);
     }
 
     #[test]

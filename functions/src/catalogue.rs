@@ -81,6 +81,15 @@ pub trait Function: Send + Sync {
     /// Runs one invocation on the calling thread. `params` is a JSON object
     /// (or `null` for all defaults).
     fn invoke(&self, params: &Value) -> Result<Value, InvokeError>;
+    /// An estimate of the bytes an invocation with `params` will allocate
+    /// beyond its request (its buffers), used by the host to admit it
+    /// against its bytes-in-flight limit. Parameters that do not parse
+    /// estimate 0: the invocation refuses them with its own 400. The
+    /// default, 0, suits functions whose memory does not grow with their
+    /// parameters.
+    fn memory_estimate(&self, _params: &Value) -> u64 {
+        0
+    }
 }
 
 /// Parses a JSON parameter object into a typed parameter struct; `null`

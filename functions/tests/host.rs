@@ -1025,3 +1025,63 @@ fn shutdown_with_stalled_clients_ends_within_the_drain_bound() {
         assert!(c.is_closed(), "a stalled connection was closed");
     }
 }
+
+const MIB: usize = 1024 * 1024;
+
+/// Iterations of a 1.5 MiB `aes` request that run for over a second (test
+/// builds optimise `aes`, `ctr` and the functions; see Cargo.toml).
+const LONG_AES_ITERATIONS: u32 = 200;
+
+#[test]
+fn an_invocation_whose_memory_estimate_passes_the_limit_gets_413() {
+    let host = start(HostConfig {
+        workers: 1,
+        max_inflight_bytes: 8 * MIB,
+        ..HostConfig::default()
+    });
+    let mut c = Client::connect(host.local_addr());
+    // A 70-byte body, but 4 buffers of 3 MiB (12 MiB) > 8 MiB.
+    let r = c.invoke("aes", &json!({ "length": 3 * MIB, "iterations": 1 }));
+    assert_error(&r, 413, "too much memory");
+    let detail = r.json()["detail"].as_str().unwrap().to_string();
+    assert!(
+        detail.contains(&(12 * MIB).to_string()) && detail.contains(&(8 * MIB).to_string()),
+        "names the estimate and the limit: {detail}"
+    );
+    assert!(!r.closes(), "the request was read whole: keep-alive");
+    // 4 × 1.5 MiB = 6 MiB fits alone, on the same connection.
+    let r = c.invoke("aes", &json!({ "length": 3 * MIB / 2, "iterations": 1 }));
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["roundtrip_ok"], true);
+    let stats = host.stats();
+    assert_eq!((stats.rejected, stats.shed), (1, 0));
+}
+
+#[test]
+fn concurrent_invocations_past_the_limit_by_memory_get_503_with_retry_after() {
+    let host = start(HostConfig {
+        workers: 2,
+        max_inflight_bytes: 8 * MIB,
+        ..HostConfig::default()
+    });
+    let addr = host.local_addr();
+    let long = json!({ "length": 3 * MIB / 2, "iterations": LONG_AES_ITERATIONS });
+    let first = std::thread::spawn(move || Client::connect(addr).invoke("aes", &long));
+    std::thread::sleep(Duration::from_millis(300));
+    // A free worker and a tiny body, but 6 MiB + 6 MiB would pass 8 MiB.
+    let mut c = Client::connect(addr);
+    let short = json!({ "length": 3 * MIB / 2, "iterations": 1 });
+    let r = c.invoke("aes", &short);
+    assert_error(&r, 503, "busy");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let first = first.join().unwrap();
+    assert_eq!(first.status, 200);
+    let exec_us: u64 = first.header("x-slokit-exec-us").unwrap().parse().unwrap();
+    assert!(
+        exec_us > 300_000,
+        "the first ran while the second came ({exec_us} µs)"
+    );
+    // The first's memory came back: the second fits now.
+    assert_eq!(c.invoke("aes", &short).status, 200);
+    assert_eq!(host.stats().shed, 1);
+}

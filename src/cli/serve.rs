@@ -42,7 +42,9 @@ pub struct Args {
     #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
     pub drain_timeout: Duration,
     /// Limit on request bytes (head and body) handed to workers and not yet
-    /// answered; past it, 503 with `Retry-After`. Like `256MiB`, `64k`, `1048576`.
+    /// answered, plus the memory their functions estimate they will allocate
+    /// (`aes`: 4 × message length); past it, 503 with `Retry-After` (413 if
+    /// one invocation's estimate alone passes it). Like `256MiB`, `64k`, `1048576`.
     #[arg(long, default_value = "256MiB", value_name = "SIZE", value_parser = parse_size)]
     pub max_inflight_bytes: usize,
     /// HS256 secret for `auth`'s JWT tokens.

@@ -7,6 +7,11 @@
 //!
 //! A request always fits when nothing else is in flight, so one request
 //! larger than the limit is still served (413 is `max_body`'s job).
+//!
+//! Once its body is parsed, a request's reservation grows by its function's
+//! memory estimate ([`crate::catalogue::Function::memory_estimate`]), under
+//! the same rule: it fits if the total stays within the limit or if no
+//! other request holds bytes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -44,6 +49,7 @@ impl InFlight {
                     return Some(Reservation {
                         bytes: self.bytes.clone(),
                         held: bytes,
+                        limit: self.limit,
                     })
                 }
                 Err(actual) => now = actual,
@@ -63,6 +69,34 @@ impl InFlight {
 pub(crate) struct Reservation {
     bytes: Arc<AtomicUsize>,
     held: usize,
+    limit: usize,
+}
+
+impl Reservation {
+    /// Adds `extra` bytes to this reservation unless that would pass the
+    /// limit while other requests hold bytes too; false (and unchanged) if
+    /// it does not fit.
+    pub(crate) fn try_grow(&mut self, extra: usize) -> bool {
+        let mut now = self.bytes.load(Ordering::Relaxed);
+        loop {
+            let others = now > self.held;
+            if others && now.saturating_add(extra) > self.limit {
+                return false;
+            }
+            match self.bytes.compare_exchange_weak(
+                now,
+                now.saturating_add(extra),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.held = self.held.saturating_add(extra);
+                    return true;
+                }
+                Err(actual) => now = actual,
+            }
+        }
+    }
 }
 
 impl Drop for Reservation {
@@ -85,6 +119,26 @@ mod tests {
         drop(a);
         assert_eq!(f.current(), 40);
         assert!(f.try_reserve(60).is_some());
+        drop(b);
+        assert_eq!(f.current(), 0);
+    }
+
+    #[test]
+    fn a_reservation_grows_if_it_fits_or_is_alone_and_gives_all_back() {
+        let f = InFlight::new(100);
+        let mut a = f.try_reserve(10).unwrap();
+        assert!(a.try_grow(150), "alone: grows past the limit");
+        assert_eq!(f.current(), 160);
+        drop(a);
+        assert_eq!(f.current(), 0);
+        let mut a = f.try_reserve(10).unwrap();
+        let mut b = f.try_reserve(10).unwrap();
+        assert!(a.try_grow(70));
+        assert!(!b.try_grow(30), "90 + 30 would pass 100");
+        assert_eq!(f.current(), 90);
+        assert!(b.try_grow(10));
+        drop(a);
+        assert_eq!(f.current(), 20);
         drop(b);
         assert_eq!(f.current(), 0);
     }

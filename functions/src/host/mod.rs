@@ -101,8 +101,10 @@ pub struct HostConfig {
     /// cuts them off.
     pub drain_timeout: Duration,
     /// Limit on the bytes (head and body) of the requests handed to workers
-    /// and not yet answered; a request that would pass it gets 503 with
-    /// `Retry-After` (one alone always fits).
+    /// and not yet answered, plus the memory their functions estimate
+    /// ([`crate::catalogue::Function::memory_estimate`]); a request that
+    /// would pass it gets 503 with `Retry-After` (one alone always fits,
+    /// unless its function's estimate alone passes the limit: 413).
     pub max_inflight_bytes: usize,
     /// Listen backlog.
     pub backlog: i32,
@@ -227,7 +229,8 @@ pub struct HostStats {
     pub requests: u64,
     /// Requests not complete within the request timeout (408).
     pub timed_out: u64,
-    /// Requests refused because of the bytes-in-flight limit (503).
+    /// Requests refused because of the bytes-in-flight limit (503), by
+    /// their size or by their function's memory estimate.
     pub shed: u64,
     /// Requests refused as malformed, too large or cut short (4xx).
     pub rejected: u64,

@@ -63,7 +63,7 @@ const HANGUP: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 const LINGER: Duration = Duration::from_millis(500);
 
 /// Seconds a 503 for the bytes-in-flight limit tells the client to wait.
-const RETRY_AFTER_S: u32 = 1;
+pub(crate) const RETRY_AFTER_S: u32 = 1;
 
 /// Messages to the poller.
 pub(crate) enum Back {

@@ -13,12 +13,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::catalogue::Function;
 use crate::notify::NotifyKind;
 
 use super::http::{
     encode_reply, error_body, read_request, rejection_kind, Conn, Head, Method, ReadError, Reply,
 };
-use super::poller::{Back, Handoff};
+use super::inflight::Reservation;
+use super::poller::{Back, Handoff, RETRY_AFTER_S};
 use super::{cancel, sock, Job, Shared};
 
 /// Per-worker scratch space, reused across requests.
@@ -61,7 +63,7 @@ impl Worker {
             hint,
             deadline,
             cancel,
-            reservation,
+            mut reservation,
         } = job;
         let head = match read_request(&mut conn, hint, deadline, shared.config.max_body) {
             Ok(head) => head,
@@ -85,9 +87,10 @@ impl Worker {
         if let Some(n) = notifier {
             n.send(NotifyKind::Arrival, self.tid, conn.id);
         }
-        let outcome = self.route(shared, &conn, &head, &cancel);
-        // The request's bytes are done with; counted before the reply so a
-        // client that reads it sees the counters and the limit updated.
+        let outcome = self.route(shared, &conn, &head, &cancel, &mut reservation);
+        // The request's bytes (and its function's memory) are done with;
+        // counted before the reply so a client that reads it sees the
+        // counters and the limit updated.
         drop(reservation);
         shared.counters.requests.fetch_add(1, Ordering::Relaxed);
         // Checked after the function ran: a shutdown that began meanwhile
@@ -120,12 +123,14 @@ impl Worker {
     }
 
     /// Runs the route for `head`; the reply body is left in `self.body`.
+    /// An invocation's memory estimate is added to `reservation`.
     fn route(
         &mut self,
         shared: &Shared,
         conn: &Conn,
         head: &Head,
         cancel: &Arc<AtomicBool>,
+        reservation: &mut Option<Reservation>,
     ) -> Outcome {
         self.body.clear();
         let path = head.path.as_str();
@@ -157,6 +162,10 @@ impl Worker {
                     }
                 }
             };
+            if let Some(refusal) = self.admit(shared, name, function.as_ref(), &params, reservation)
+            {
+                return refusal;
+            }
             let start = Instant::now();
             let scope = cancel::scope(cancel.clone());
             let outcome = catch_unwind(AssertUnwindSafe(|| function.invoke(&params)));
@@ -220,6 +229,62 @@ impl Worker {
         }
     }
 
+    /// Reserves the memory `function` estimates for `params` beside the
+    /// request's bytes; the refusal if it does not fit: 413 if the estimate
+    /// alone passes the limit (waiting would never help), 503 with
+    /// `Retry-After` if other requests hold the room now.
+    fn admit(
+        &mut self,
+        shared: &Shared,
+        name: &str,
+        function: &dyn Function,
+        params: &Value,
+        reservation: &mut Option<Reservation>,
+    ) -> Option<Outcome> {
+        let estimate = function.memory_estimate(params);
+        if estimate == 0 {
+            return None;
+        }
+        let limit = shared.config.max_inflight_bytes;
+        if estimate > limit as u64 {
+            shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            self.error_body(
+                "too much memory",
+                &format!(
+                    "`{name}` with these parameters would allocate about {estimate} bytes, more than \
+                     the host's limit of {limit} bytes in flight (--max-inflight-bytes); ask for \
+                     less or raise the limit"
+                ),
+            );
+            return Some(Outcome::plain(413, JSON));
+        }
+        let extra = estimate as usize;
+        let fits = match reservation {
+            Some(r) => r.try_grow(extra),
+            None => {
+                *reservation = shared.inflight.try_reserve(extra);
+                reservation.is_some()
+            }
+        };
+        if fits {
+            return None;
+        }
+        shared.counters.shed.fetch_add(1, Ordering::Relaxed);
+        self.error_body(
+            "busy",
+            &format!(
+                "the host has {} bytes in flight, and `{name}` with these parameters would \
+                 allocate about {estimate} more, passing its limit of {limit} \
+                 (--max-inflight-bytes); retry later",
+                shared.inflight.current()
+            ),
+        );
+        Some(Outcome {
+            retry_after: Some(RETRY_AFTER_S),
+            ..Outcome::plain(503, JSON)
+        })
+    }
+
     fn error_body(&mut self, error: &str, detail: &str) {
         error_body(&mut self.body, error, detail);
     }
@@ -242,7 +307,7 @@ impl Worker {
                 keep_alive,
                 http10_keep_alive,
                 allow: outcome.allow,
-                retry_after: None,
+                retry_after: outcome.retry_after,
                 omit_body,
                 tid: self.tid,
                 exec: outcome.exec,
@@ -267,6 +332,8 @@ struct Outcome {
     allow: Option<&'static str>,
     /// Wall time of the function's `invoke`, when it ran.
     exec: Option<Duration>,
+    /// `Retry-After` seconds of a 503.
+    retry_after: Option<u32>,
 }
 
 impl Outcome {
@@ -276,6 +343,7 @@ impl Outcome {
             content_type,
             allow: None,
             exec: None,
+            retry_after: None,
         }
     }
 }
