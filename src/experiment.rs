@@ -160,12 +160,33 @@ pub struct HostSpec {
     /// receiving requests are found without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_prefix: Option<String>,
+    /// The runtime reports each invocation's execution time in the
+    /// `x-slokit-exec-us` response header (µs): profiling takes each run's
+    /// time from it, so the deadline is an execution-time bound like the
+    /// built-ins' rather than the HTTP round trip's.
+    #[serde(
+        default,
+        skip_serializing_if = "std::ops::Not::not",
+        deserialize_with = "service_header_flag"
+    )]
+    pub service_header: bool,
     /// Extra environment variables (`{port}` is replaced here too).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// How long the host may take to answer `url` after it starts, s.
     #[serde(default = "default_ready_timeout_s")]
     pub ready_timeout_s: f64,
+}
+
+/// `service_header`, with an error that names the field (serde's own says
+/// only "expected a boolean").
+fn service_header_flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match toml::Value::deserialize(d)? {
+        toml::Value::Boolean(b) => Ok(b),
+        other => Err(serde::de::Error::custom(format!(
+            "host.service_header must be true or false, got {other}"
+        ))),
+    }
 }
 
 fn default_ready_timeout_s() -> f64 {
@@ -599,6 +620,29 @@ url = "http://127.0.0.1:{port}/"
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("u.toml:") && e.contains("port"), "{e}");
+    }
+
+    #[test]
+    fn a_host_may_report_its_service_time_in_a_header() {
+        let mix = |text: &str| {
+            let e = Experiment::parse(text, "x.toml").unwrap();
+            let Workload::Mix { functions, .. } = &e.scenarios[0].workload else {
+                panic!("a mix")
+            };
+            functions[1].host.clone().unwrap()
+        };
+        assert!(!mix(&with_aes_entry(HOST_ENTRY)).service_header);
+        let with = with_aes_entry(&format!("{HOST_ENTRY}service_header = true\n"));
+        assert!(mix(&with).service_header);
+        let e = Experiment::parse(&with, "x.toml").unwrap();
+        let text = toml::to_string(&e).unwrap();
+        assert!(text.contains("service_header = true"), "{text}");
+        let bad = with_aes_entry(&format!("{HOST_ENTRY}service_header = \"yes\"\n"));
+        let e = Experiment::parse(&bad, "sh.toml").unwrap_err().to_string();
+        assert!(
+            e.starts_with("sh.toml:") && e.contains("service_header"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -33,13 +33,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get("Content-Length") or 0)
         params = json.loads(self.rfile.read(n) or b"{}")
+        start = time.perf_counter()
         end = time.thread_time() + params.get("ms", 1) / 1000
         while time.thread_time() < end:
             pass
+        exec_us = (time.perf_counter() - start) * 1e6
         body = b'{"ok":true}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-slokit-exec-us", "%.1f" % exec_us)
         self.end_headers()
         self.wfile.write(body)
     def log_message(self, *args):
@@ -492,6 +495,29 @@ fn a_host_without_figures_is_profiled_through_its_url_once() {
     assert!(
         second.contains(&saved.display().to_string()) && !second.contains("profiled now"),
         "the second comparison reuses the profile: {second}"
+    );
+    assert!(second.contains("from the HTTP round trip"), "{second}");
+    // The host reports its execution time: timed by the header, the
+    // profile is made again and the report says where the deadline is from.
+    let text = std::fs::read_to_string(&exp).unwrap().replace(
+        "url = \"http://127.0.0.1:{port}/\"\n",
+        "url = \"http://127.0.0.1:{port}/\"\nservice_header = true\n",
+    );
+    std::fs::write(&exp, text).unwrap();
+    let third = run("out3");
+    assert!(
+        third.contains("profiled now through the URL")
+            && third.contains("from the runtime's x-slokit-exec-us header"),
+        "{third}"
+    );
+    let profile = slokit_profiler::Profile::load(&saved).unwrap();
+    assert_eq!(profile.deadline.timing, slokit_profiler::TimeFrom::Header);
+    // 2 ms of CPU time in the handler: the runtime's own report, without
+    // the HTTP exchange around it.
+    assert!(
+        (1900.0..20_000.0).contains(&profile.summary.p50_us),
+        "{:?}",
+        profile.summary
     );
 }
 

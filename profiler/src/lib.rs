@@ -50,7 +50,7 @@ use profile::{summarise, DeadlineSection, IsolationSection, SamplingSection};
 use sampler::SystemClock;
 use slokit_sys::cpu::AffinityGuard;
 use stats::{bootstrap_percentile_ci, Sample};
-use target::{BuiltinJob, CommandJob, HttpUrl, IsolatedRunner, Job, UrlJob};
+use target::{BuiltinJob, CommandJob, HeaderTimedUrlJob, HttpUrl, IsolatedRunner, Job, UrlJob};
 
 /// Spread of the instruction counts of one profile above which it carries
 /// a warning (a tenth of the instruction gate's default threshold). Below
@@ -144,6 +144,13 @@ impl Settings {
                 "--time-from stdout needs a --command target: it reads the time the command prints"
                     .into(),
             ));
+        }
+        if self.time_from == TimeFrom::Header && !matches!(target, Target::Url { .. }) {
+            return Err(ProfileError::Settings(format!(
+                "--time-from header needs a --url target: it reads the time the runtime reports \
+                 in each reply's `{}` header",
+                target::EXEC_US_HEADER
+            )));
         }
         if self.metric == Metric::Instructions && matches!(target, Target::Url { .. }) {
             return Err(ProfileError::Settings(
@@ -326,11 +333,15 @@ pub fn profile_target(
         Target::Url { url } => {
             let body =
                 (!params_map.is_empty()).then(|| Value::Object(params_map.clone()).to_string());
-            let job = Box::new(UrlJob {
+            let job = UrlJob {
                 url: HttpUrl::parse(url)?,
                 body,
                 timeout: settings.timeout,
-            });
+            };
+            let job: Box<dyn Job> = match settings.time_from {
+                TimeFrom::Header => Box::new(HeaderTimedUrlJob(job)),
+                _ => Box::new(job),
+            };
             run_profile(
                 name,
                 target.clone(),

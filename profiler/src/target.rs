@@ -12,7 +12,11 @@
 //! With `--time-from stdout` a command's run takes its time from the last
 //! number the command printed (the seed's snippets print their own
 //! `time.time()` difference), so the deadline is the function's and not
-//! the interpreter's start-up; see [`time_from_stdout`].
+//! the interpreter's start-up; see [`time_from_stdout`]. With `--time-from
+//! header` a URL run takes its time from the runtime's own report of the
+//! execution, the [`EXEC_US_HEADER`] response header (slokit's host sends
+//! it; an external runtime may), so the deadline is the function's and not
+//! the HTTP round trip's; see [`time_from_header`].
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -27,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use slokit_functions::spin::{monotonic_ns, thread_cpu_ns};
 use slokit_functions::Function;
+pub use slokit_model::contract::EXEC_US_HEADER;
 
 use crate::error::ProfileError;
 use crate::isolation::{set_affinity, FifoGuard, Policy};
@@ -53,6 +58,8 @@ pub enum TimeFrom {
     Clock,
     /// The last number the command printed on stdout (`--time-from stdout`).
     Stdout,
+    /// The [`EXEC_US_HEADER`] of each reply of a URL (`--time-from header`).
+    Header,
 }
 
 impl std::fmt::Display for TimeFrom {
@@ -60,6 +67,7 @@ impl std::fmt::Display for TimeFrom {
         f.write_str(match self {
             TimeFrom::Clock => "slokit's clock around each run",
             TimeFrom::Stdout => "the last number each run printed on stdout",
+            TimeFrom::Header => "the runtime's x-slokit-exec-us response header",
         })
     }
 }
@@ -131,6 +139,36 @@ pub fn time_from_stdout(stdout: &str) -> Result<u64, String> {
         return Ok(ns.round() as u64);
     }
     Err("the command printed no number on stdout".into())
+}
+
+/// The execution time a reply reports in its [`EXEC_US_HEADER`] (µs, a
+/// number), in nanoseconds; `head` is the reply's status line and headers.
+/// Returns a message naming the header and showing the status line when
+/// the header is missing or not a duration.
+pub fn time_from_header(head: &str) -> Result<u64, String> {
+    let mut lines = head.lines();
+    let status_line = lines.next().unwrap_or("").trim();
+    let value = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case(EXEC_US_HEADER))
+        .map(|(_, v)| v.trim());
+    let why = match value {
+        None => format!("the reply has no `{EXEC_US_HEADER}` header"),
+        Some(v) => match v.parse::<f64>() {
+            Ok(us) if us.is_finite() && us >= 0.0 => {
+                let ns = us * 1e3;
+                if ns <= crate::sampler::MAX_TRACKABLE_NS as f64 {
+                    return Ok(ns.round() as u64);
+                }
+                format!("its `{EXEC_US_HEADER}: {v}` is longer than an hour")
+            }
+            _ => format!("its `{EXEC_US_HEADER}: {v}` is not a number of microseconds"),
+        },
+    };
+    Err(format!(
+        "{why} (timed by the header, each run's time is the runtime's own report of the \
+         execution, in µs); the reply began `{status_line}`"
+    ))
 }
 
 /// The last `lines` non-empty lines of `text`, indented, for error messages.
@@ -321,6 +359,7 @@ impl HttpUrl {
 /// One HTTP/1.1 request per run on a fresh connection (`Connection: close`),
 /// `POST` with the parameters as a JSON body when there are any, else `GET`.
 /// The time is connect → last byte of the reply; a non-2xx status fails.
+/// [`HeaderTimedUrlJob`] takes the time from the reply's header instead.
 ///
 /// Plain std sockets rather than `reqwest`: its blocking client does the
 /// I/O on a runtime thread of its own, off the pinned measurement thread,
@@ -352,6 +391,14 @@ impl UrlJob {
 
 impl Job for UrlJob {
     fn run_once(&mut self) -> Result<Timing, String> {
+        self.exchange().map(|(timing, _)| timing)
+    }
+}
+
+impl UrlJob {
+    /// One request: the round trip's timing and the reply's status line
+    /// and headers.
+    fn exchange(&self) -> Result<(Timing, String), String> {
         let req = self.request();
         let c0 = thread_cpu_ns();
         let w0 = monotonic_ns();
@@ -378,9 +425,29 @@ impl Job for UrlJob {
         if !(200..300).contains(&status) {
             return Err(format!("HTTP status {status}"));
         }
-        Ok(Timing {
+        let head_end = reply
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(reply.len());
+        let head = String::from_utf8_lossy(&reply[..head_end]).into_owned();
+        let timing = Timing {
             wall_ns: w1 - w0,
             cpu_ns: c1 - c0,
+        };
+        Ok((timing, head))
+    }
+}
+
+/// A [`UrlJob`] whose run time is the runtime's own report of the execution
+/// ([`time_from_header`]); the CPU time stays the client thread's.
+pub struct HeaderTimedUrlJob(pub UrlJob);
+
+impl Job for HeaderTimedUrlJob {
+    fn run_once(&mut self) -> Result<Timing, String> {
+        let (timing, head) = self.0.exchange()?;
+        Ok(Timing {
+            wall_ns: time_from_header(&head)?,
+            cpu_ns: timing.cpu_ns,
         })
     }
 }
@@ -694,6 +761,32 @@ mod tests {
             .unwrap_err()
             .contains("not a duration"));
         assert!(time_from_stdout("100000 s").unwrap_err().contains("hour"));
+    }
+
+    #[test]
+    fn a_reply_header_gives_the_run_time_or_a_clear_error() {
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Slokit-Exec-Us: 1234\r\n";
+        assert_eq!(time_from_header(head), Ok(1_234_000));
+        assert_eq!(
+            time_from_header("HTTP/1.1 200 OK\r\nx-slokit-exec-us:  2.5 \r\n"),
+            Ok(2_500)
+        );
+        let e = time_from_header("HTTP/1.1 200 OK\r\nServer: x\r\n").unwrap_err();
+        assert!(
+            e.contains("no `x-slokit-exec-us` header") && e.contains("`HTTP/1.1 200 OK`"),
+            "{e}"
+        );
+        let e = time_from_header("HTTP/1.0 200 OK\r\nx-slokit-exec-us: soon\r\n").unwrap_err();
+        assert!(
+            e.contains("`x-slokit-exec-us: soon` is not a number"),
+            "{e}"
+        );
+        assert!(time_from_header("HTTP/1.1 200 OK\r\nx-slokit-exec-us: -3\r\n").is_err());
+        assert!(
+            time_from_header("HTTP/1.1 200 OK\r\nx-slokit-exec-us: 1e10\r\n")
+                .unwrap_err()
+                .contains("hour")
+        );
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub enum TimeFromArg {
     /// The last number each run of the --command prints (seconds, or with a
     /// unit: s, ms, us, ns).
     Stdout,
+    /// The x-slokit-exec-us header (µs) of each reply of the --url: the
+    /// runtime's own report of the execution.
+    Header,
 }
 
 /// Measurement flags shared by `profile` and `gate`.
@@ -222,10 +225,11 @@ pub struct Args {
     /// Profile an HTTP endpoint instead: one request per run (params become a JSON POST body).
     #[arg(long, conflicts_with = "functions")]
     pub url: Option<String>,
-    /// Where each run's time comes from: `clock` (slokit's, around the run)
-    /// or `stdout` (the last number the --command printed, e.g. the seed's
-    /// `print(end_time - start_time)`), so the deadline is the function's
-    /// and not the interpreter's.
+    /// Where each run's time comes from: `clock` (slokit's, around the run),
+    /// `stdout` (the last number the --command printed, e.g. the seed's
+    /// `print(end_time - start_time)`) or `header` (the x-slokit-exec-us
+    /// header, µs, of each --url reply), so the deadline is the function's
+    /// and not the interpreter's or the HTTP round trip's.
     #[arg(long, value_enum, default_value_t = TimeFromArg::Clock)]
     pub time_from: TimeFromArg,
     /// Profile name for --command/--url (file `<out-dir>/<name>.toml`).
@@ -388,6 +392,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     settings.time_from = match args.time_from {
         TimeFromArg::Clock => TimeFrom::Clock,
         TimeFromArg::Stdout => TimeFrom::Stdout,
+        TimeFromArg::Header => TimeFrom::Header,
     };
     let params = params_object(&args.params)?;
     let config_path = args
@@ -452,7 +457,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         done.first().map_or(99.0, |(p, _)| p.deadline.percentile)
     );
     for (p, _) in &done {
-        if p.deadline.timing == TimeFrom::Stdout {
+        if p.deadline.timing != TimeFrom::Clock {
             println!("{}: run times are {}", p.function, p.deadline.timing);
         }
         if let Some(c) = &p.instructions {

@@ -389,6 +389,7 @@ mod tests {
             deadline_ms: None,
             service_ms: None,
             worker_prefix: None,
+            service_header: false,
             env: Default::default(),
             ready_timeout_s: 2.0,
         }

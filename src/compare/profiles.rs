@@ -10,8 +10,10 @@
 //! measurement: one request per run from a pinned `SCHED_FIFO` client on a
 //! load-generator CPU, the runtime alone on the measurement CPU), and the
 //! profile is kept in `profiles/local/hosts/<label>.toml`. Its deadline is
-//! then a response-time bound; a `deadline_ms` in the host table replaces
-//! it.
+//! then a response-time bound, unless the host table sets `service_header`:
+//! then each run's time is the runtime's own `x-slokit-exec-us` header and
+//! the deadline an execution-time bound like the built-ins' (the transport
+//! overhead is added to it). A `deadline_ms` in the host table replaces it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +24,7 @@ use hdrhistogram::Histogram;
 use serde_json::Value;
 use slokit_functions::{Catalogue, Environment};
 use slokit_profiler::profile::{effective_params, Profile};
-use slokit_profiler::{profile_builtin, Observer, Settings, Target};
+use slokit_profiler::{profile_builtin, Observer, Settings, Target, TimeFrom};
 
 use super::cgroup::CgroupTree;
 use super::external::ExternalHost;
@@ -147,11 +149,26 @@ pub fn ensure_profiles(
     Ok(out)
 }
 
-/// What an external host's profile records as its target: the URL pattern
-/// and the command, so a changed host table makes the profile stale.
+/// What an external host's profile records as its target: the URL pattern,
+/// the command and the timing source, so a changed host table makes the
+/// profile stale.
 fn host_identity(spec: &HostSpec) -> Target {
+    let timed = if spec.service_header {
+        "; timed by its x-slokit-exec-us header"
+    } else {
+        ""
+    };
     Target::Url {
-        url: format!("{} (host: {})", spec.url, spec.command_line()),
+        url: format!("{} (host: {}{timed})", spec.url, spec.command_line()),
+    }
+}
+
+/// Where each profiling run's time of `spec` comes from.
+fn host_timing(spec: &HostSpec) -> TimeFrom {
+    if spec.service_header {
+        TimeFrom::Header
+    } else {
+        TimeFrom::Clock
     }
 }
 
@@ -186,8 +203,8 @@ fn external_profile(
     } else {
         let p = Profile::load(&path)
             .with_context(|| format!("reading the profile of `{}`", f.label))?;
-        if p.target != identity {
-            Some("the host's command or URL changed".to_string())
+        if p.target != identity || p.deadline.timing != host_timing(spec) {
+            Some("the host's command, URL or timing changed".to_string())
         } else {
             p.is_stale(&params, env)
         }
@@ -210,6 +227,7 @@ fn external_profile(
             )?;
             let settings = Settings {
                 cpu: Some(hosts.client_cpu),
+                time_from: host_timing(spec),
                 ..Settings::default()
             };
             let measured = slokit_profiler::profile_target(
@@ -239,16 +257,24 @@ fn external_profile(
         }
     };
     let mut out = from_profile(&profile, origin);
-    // Measured over HTTP from the client: already a response time.
-    out.facts.deadline_is_response = true;
+    let timed_by = if profile.deadline.timing == TimeFrom::Header {
+        "from the runtime's x-slokit-exec-us header"
+    } else {
+        "from the HTTP round trip"
+    };
     if let Some(ms) = spec.deadline_ms {
+        // A given deadline bounds the response time.
+        out.facts.deadline_is_response = true;
         out.facts.deadline_us = ms * 1e3;
         out.origin = format!(
-            "deadline_ms = {ms} in the experiment; service time from {}",
+            "deadline_ms = {ms} in the experiment; service time {timed_by}, {}",
             out.origin
         );
     } else {
-        out.origin = format!("deadline and service time from {}", out.origin);
+        // Timed by the round trip from the client: already a response time;
+        // timed by the runtime's header: an execution time, like a built-in's.
+        out.facts.deadline_is_response = profile.deadline.timing != TimeFrom::Header;
+        out.origin = format!("deadline and service time {timed_by}, {}", out.origin);
     }
     Ok(out)
 }
