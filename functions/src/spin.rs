@@ -50,20 +50,8 @@ pub use slokit_sys::clock::{monotonic_ns, thread_cpu_ns};
 /// Burns `ns` nanoseconds of this thread's CPU time and returns the CPU time
 /// actually used.
 pub fn burn_cpu_ns(ns: u64) -> u64 {
-    let start = thread_cpu_ns();
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    loop {
-        // A little integer work between clock reads keeps the loop on the CPU
-        // without spending most of it in the vDSO.
-        for _ in 0..256 {
-            x = x.rotate_left(5) ^ x.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        }
-        std::hint::black_box(x);
-        let used = thread_cpu_ns() - start;
-        if used >= ns {
-            return used;
-        }
-    }
+    static NEVER: AtomicBool = AtomicBool::new(false);
+    burn_cpu_ns_unless(ns, &NEVER).0
 }
 
 /// Like [`burn_cpu_ns`], but stops early once `cancelled` is set (checked
@@ -73,6 +61,8 @@ pub fn burn_cpu_ns_unless(ns: u64, cancelled: &AtomicBool) -> (u64, bool) {
     let start = thread_cpu_ns();
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     loop {
+        // A little integer work between clock reads keeps the loop on the CPU
+        // without spending most of it in the vDSO.
         for _ in 0..256 {
             x = x.rotate_left(5) ^ x.wrapping_mul(0x2545_F491_4F6C_DD1D);
         }

@@ -375,19 +375,9 @@ impl Drop for IsolateGuard {
 pub fn cpu_busy_percent(cpu: usize, window: Duration) -> Option<f64> {
     let read = || -> Option<(u64, u64)> {
         let stat = fs::read_to_string("/proc/stat").ok()?;
-        let name = format!("cpu{cpu}");
-        let line = stat
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
-        let v: Vec<u64> = line
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        // user nice system idle iowait irq softirq steal guest guest_nice
-        let total: u64 = v.iter().take(8).sum();
-        let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-        Some((total, idle))
+        let v = slokit_sys::canary::cpu_ticks(&stat, cpu)?;
+        // user nice system idle iowait irq softirq steal; idle = idle + iowait
+        Some((v.iter().sum(), v[3] + v[4]))
     };
     let (t0, i0) = read()?;
     std::thread::sleep(window);

@@ -648,25 +648,28 @@ fn parse_runnable_task(stat: &str, cpu: usize) -> Option<Task> {
     })
 }
 
+/// The first eight counters of `cpu`'s line in a `/proc/stat` text, in
+/// ticks: user, nice, system, idle, iowait, irq, softirq, steal (guest time
+/// is already in user). `None` when the line is missing or short.
+pub fn cpu_ticks(stat: &str, cpu: usize) -> Option<[u64; 8]> {
+    let name = format!("cpu{cpu}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+    let mut out = [0u64; 8];
+    let mut fields = line.split_whitespace().skip(1);
+    for slot in &mut out {
+        *slot = fields.next()?.parse().ok()?;
+    }
+    Some(out)
+}
+
 /// System + irq + softirq share (%) of `cpu` between two `/proc/stat`
 /// snapshots, over user + nice + system + idle + iowait + irq + softirq +
 /// steal (guest time is already in user). `None` when the CPU is missing
 /// or no time passed.
 pub fn kernel_share(before: &str, after: &str, cpu: usize) -> Option<f64> {
-    let fields = |stat: &str| -> Option<Vec<u64>> {
-        let name = format!("cpu{cpu}");
-        let line = stat
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
-        let v: Vec<u64> = line
-            .split_whitespace()
-            .skip(1)
-            .take(8)
-            .map(|x| x.parse().ok())
-            .collect::<Option<_>>()?;
-        (v.len() == 8).then_some(v)
-    };
-    let (b, a) = (fields(before)?, fields(after)?);
+    let (b, a) = (cpu_ticks(before, cpu)?, cpu_ticks(after, cpu)?);
     let d: Vec<u64> = a
         .iter()
         .zip(&b)
@@ -682,6 +685,14 @@ mod tests {
     use super::*;
     use crate::cpu::pin_current_thread;
     use crate::sched::get_attr;
+
+    #[test]
+    fn cpu_ticks_reads_one_cpus_line_and_refuses_a_short_one() {
+        let stat = "cpu  9 9 9 9 9 9 9 9 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\ncpu1 1 2 3\n";
+        assert_eq!(cpu_ticks(stat, 0), Some([1, 2, 3, 4, 5, 6, 7, 8]));
+        assert_eq!(cpu_ticks(stat, 1), None, "short line");
+        assert_eq!(cpu_ticks(stat, 2), None, "missing CPU");
+    }
 
     /// Whether this process may use SCHED_FIFO; CI must (it runs as root).
     fn fifo_allowed() -> bool {
