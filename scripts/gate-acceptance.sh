@@ -78,7 +78,7 @@ if [[ " $PARTS " == *" 2 "* ]]; then
     "$SLOKIT" profile aes $EXTRA --out-dir "$WORK/rep$i" >/dev/null 2>"$WORK/rep$i.log"
     f="$WORK/rep$i/aes.toml"
     d=$(field "$f" deadline_us)
-    echo "run $i: deadline_us = $d ($(field "$f" estimator)), p99_us = $(field "$f" p99_us), $(field "$f" runs) runs, stopped on $(field "$f" stop_reason), drift $(field "$f" median_drift_percent) % $(stamp)"
+    echo "run $i: deadline_us = $d ($(field "$f" estimator), $(field "$f" blocks) blocks, quartiles $(field "$f" block_quartiles_us)), p99_us = $(field "$f" p99_us), $(field "$f" runs) runs, stopped on $(field "$f" stop_reason), drift $(field "$f" median_drift_percent) % $(stamp)"
     deadlines+=("$d")
   done
   rep=$(printf '%s\n' "${deadlines[@]}" | sort -g | awk '

@@ -6,7 +6,9 @@
 #       deadlines within ±3 % of their median;
 #   (2) gate sensitivity: a 10 % slower FN is flagged in ≥ 9 of 10 gate runs,
 #       the unchanged FN in ≤ 1 of 10;
-#   (3) profiling one function at the default precision takes ≤ 15 s.
+#   (3) profiling one function takes ≤ 46 s at the defaults (a profile spans
+#       ≥ 30 s since 2026-12-01, docs/profiler.md "Deadline reproducibility")
+#       and ≤ 15 s with the quick setting `--min-time 0 --max-time 12`.
 #
 # Usage: scripts/profiler-acceptance.sh            (FN=spin, ms 10 → 11)
 #        FN=aes BASE_PARAM=length=1024 SLOW_PARAM=length=1126 scripts/profiler-acceptance.sh
@@ -77,13 +79,18 @@ done
 [[ $flag_slow -ge $(( RUNS_GATE * 9 / 10 )) && $flag_same -le $(( RUNS_GATE / 10 )) ]] && ok2=PASS || ok2=FAIL
 echo "slower flagged $flag_slow/$RUNS_GATE, unchanged flagged $flag_same/$RUNS_GATE → $ok2"
 
-echo "== (3) time to profile $FN at the default precision"
-start=$(date +%s.%N)
-"$SLOKIT" profile "$FN" "${base_args[@]}" $EXTRA --out-dir "$WORK/time" >/dev/null 2>&1
-end=$(date +%s.%N)
-secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
-awk -v s="$secs" 'BEGIN { exit (s <= 15 ? 0 : 1) }' && ok3=PASS || ok3=FAIL
-echo "$secs s ($(field "$WORK/time/$FN.toml" runs) runs, stopped on $(field "$WORK/time/$FN.toml" stop_reason)) → $ok3"
+echo "== (3) time to profile $FN: defaults, then --min-time 0 --max-time 12"
+ok3=PASS
+for setting in default quick; do
+  flags=()
+  [[ $setting == quick ]] && flags=(--min-time 0 --max-time 12) && limit=15 || limit=46
+  start=$(date +%s.%N)
+  "$SLOKIT" profile "$FN" "${base_args[@]}" "${flags[@]}" $EXTRA --out-dir "$WORK/time-$setting" >/dev/null 2>&1
+  end=$(date +%s.%N)
+  secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
+  awk -v s="$secs" -v l="$limit" 'BEGIN { exit (s <= l ? 0 : 1) }' && r=PASS || { r=FAIL; ok3=FAIL; }
+  echo "$setting: $secs s (goal ≤ $limit s; $(field "$WORK/time-$setting/$FN.toml" runs) runs, stopped on $(field "$WORK/time-$setting/$FN.toml" stop_reason)) → $r"
+done
 
 echo "== summary: (1) $ok1  (2) $ok2  (3) $ok3"
 [[ $ok1 == PASS && $ok2 == PASS && $ok3 == PASS ]]

@@ -46,7 +46,7 @@ fn profile_spin_writes_a_valid_profile() {
         "deadline {deadline}, p50 {p50}, p99 {p99}, max {max}"
     );
     assert_eq!(v["deadline"]["basis"].as_str(), Some("wall"));
-    // the median over blocks of runs when the run made ≥ 4 blocks of 200,
+    // the median over blocks of runs when the run made ≥ 4 blocks of 100,
     // else the whole sample's Harrell–Davis
     match v["deadline"]["estimator"].as_str() {
         Some("median-of-blocks") => {
@@ -57,6 +57,9 @@ fn profile_spin_writes_a_valid_profile() {
                     .unwrap()
                     > 0.0
             );
+            let q = v["deadline"]["block_quartiles_us"].as_array().unwrap();
+            let (lo, hi) = (q[0].as_float().unwrap(), q[1].as_float().unwrap());
+            assert!(lo <= hi && lo > 0.0, "block quartiles {lo} {hi}");
         }
         Some("harrell-davis") => assert!(v["deadline"].get("blocks").is_none()),
         other => panic!("estimator {other:?}"),

@@ -518,7 +518,7 @@ fn run_profile(
     let blocks =
         crate::stats::median_of_block_percentiles(&sampling.windows_wall_ns, plan.percentile);
     let (percentile_ns, estimator) = match blocks {
-        Some((ns, _)) => (ns, Estimator::MedianOfBlocks),
+        Some(b) => (b.median, Estimator::MedianOfBlocks),
         None => (whole_ns, Estimator::HarrellDavis),
     };
     let mut profile = Profile::new(
@@ -533,8 +533,9 @@ fn run_profile(
             basis: "wall".into(),
             timing: settings.time_from,
             estimator,
-            blocks: blocks.map(|(_, n)| n),
+            blocks: blocks.map(|b| b.blocks),
             whole_sample_percentile_us: blocks.map(|_| whole_ns / 1e3),
+            block_quartiles_us: blocks.map(|b| b.quartiles.map(|ns| ns / 1e3)),
         },
         summary,
         IsolationSection {

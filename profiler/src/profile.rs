@@ -208,6 +208,10 @@ pub struct DeadlineSection {
     /// median-of-blocks one (how much the slow stretches weighed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub whole_sample_percentile_us: Option<f64>,
+    /// Lower and upper quartiles, µs, of the blocks' percentiles: how far
+    /// the machine's speed moved the tail while sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_quartiles_us: Option<[f64; 2]>,
 }
 
 /// Summary of the isolated wall execution time (and the CPU time beside it).
@@ -701,6 +705,7 @@ pub(crate) mod tests {
                 estimator: QuantileEstimator::MedianOfBlocks,
                 blocks: Some(8),
                 whole_sample_percentile_us: Some(p99 / 1e3),
+                block_quartiles_us: Some([p99 / 1e3 * 0.98, p99 / 1e3 * 1.02]),
             },
             summarise(&s, &h, [1.0, 2.0], [3.0, 4.0]),
             IsolationSection {

@@ -206,34 +206,52 @@ pub struct Sampling {
     /// Median wall time (ns) of each ~1 s window of counted runs, in order:
     /// how far the machine's speed drifted while sampling.
     pub window_medians_ns: Vec<f64>,
-    /// The wall times (ns, sorted) of each of those windows, in time order
-    /// (at most the first `DRIFT_WINDOW_MAX_RUNS` of a window): the input of
-    /// the median-of-blocks deadline estimator.
+    /// The wall times (ns, sorted) of each ~0.5 s window of counted runs,
+    /// in time order (at most the first `DRIFT_WINDOW_MAX_RUNS` of a
+    /// window): the input of the median-of-blocks deadline estimator.
     pub windows_wall_ns: Vec<Vec<f64>>,
 }
 
 /// Length of the drift windows.
 const DRIFT_WINDOW: Duration = Duration::from_secs(1);
+/// Length of the windows the deadline's blocks are cut from: short, so a
+/// profile has many blocks and the median over them moves little when the
+/// machine has a slow stretch (measured: docs/profiler.md, *Deadline
+/// reproducibility*).
+const BLOCK_WINDOW: Duration = Duration::from_millis(500);
 /// Fewest runs for a window's median to count.
 const DRIFT_WINDOW_MIN_RUNS: usize = 5;
 /// Most runs a window keeps: a µs function runs ~10⁶ times a second, and
 /// the window's first 20 000 runs give its median well enough.
 const DRIFT_WINDOW_MAX_RUNS: usize = 20_000;
 
-/// Medians of consecutive windows of runs (the drift check's input).
-#[derive(Default)]
-struct DriftWindows {
+/// Consecutive windows of runs of one length: their medians (the drift
+/// check's input) and, when `keep_runs`, their runs (the blocks' input).
+struct Windows {
+    length: Duration,
+    keep_runs: bool,
     start: Duration,
     current: Vec<f64>,
     medians: Vec<f64>,
     closed: Vec<Vec<f64>>,
 }
 
-impl DriftWindows {
+impl Windows {
+    fn new(length: Duration, keep_runs: bool, start: Duration) -> Self {
+        Self {
+            length,
+            keep_runs,
+            start,
+            current: Vec::new(),
+            medians: Vec::new(),
+            closed: Vec::new(),
+        }
+    }
+
     fn push(&mut self, now: Duration, wall_ns: impl Iterator<Item = f64>) {
         let room = DRIFT_WINDOW_MAX_RUNS - self.current.len();
         self.current.extend(wall_ns.take(room));
-        if now - self.start >= DRIFT_WINDOW {
+        if now - self.start >= self.length {
             self.close();
             self.start = now;
         }
@@ -244,7 +262,9 @@ impl DriftWindows {
             self.current.sort_by(f64::total_cmp);
             self.medians
                 .push(crate::stats::percentile_sorted(&self.current, 50.0));
-            self.closed.push(std::mem::take(&mut self.current));
+            if self.keep_runs {
+                self.closed.push(std::mem::take(&mut self.current));
+            }
         }
         self.current.clear();
     }
@@ -375,10 +395,8 @@ pub fn sample(
     let mut next_check = first_check;
     let mut checks = 0u64;
     let mut ci: Option<Interval> = None;
-    let mut windows = DriftWindows {
-        start: clock.now(),
-        ..DriftWindows::default()
-    };
+    let mut windows = Windows::new(DRIFT_WINDOW, false, clock.now());
+    let mut blocks = Windows::new(BLOCK_WINDOW, true, clock.now());
     let stop_reason = loop {
         if stop.load(Ordering::Relaxed) {
             return Err(ProfileError::Interrupted);
@@ -410,6 +428,7 @@ pub fn sample(
         elapsed_sum += busy as f64;
         mean_elapsed_ns = elapsed_sum / runs.max(1) as f64;
         windows.push(clock.now(), batch.iter().map(|t| t.wall_ns as f64));
+        blocks.push(clock.now(), batch.iter().map(|t| t.wall_ns as f64));
         rest(clock, busy, &mut rest_debt);
 
         if runs >= next_check && reservoir.values.len() >= 2 {
@@ -446,6 +465,7 @@ pub fn sample(
     };
     let elapsed = clock.now() - start;
     windows.close();
+    blocks.close();
     report(
         observer,
         clock,
@@ -468,7 +488,7 @@ pub fn sample(
         stop_reason,
         percentile_ci: ci,
         window_medians_ns: windows.medians,
-        windows_wall_ns: windows.closed,
+        windows_wall_ns: blocks.closed,
     })
 }
 

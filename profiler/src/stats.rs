@@ -359,21 +359,25 @@ pub fn bootstrap_ratio_ci(
 /// 1e-12 of the sample's range.
 const HD_NEGLIGIBLE: f64 = 1e-12;
 
-/// Fewest runs a block needs for its percentile to count (p99 of 200 runs
-/// leans on its two largest values; fewer would be the maximum).
-pub const BLOCK_MIN_RUNS: usize = 200;
+/// Fewest runs a block needs for its percentile to count (the Harrell–Davis
+/// p99 of 100 runs weighs its largest few; fewer would be the maximum).
+pub const BLOCK_MIN_RUNS: usize = 100;
 /// Fewest blocks for the median over blocks to mean anything.
 pub const MIN_BLOCKS: usize = 4;
-/// Most blocks: more would make each block short and its p99 noisy.
-pub const MAX_BLOCKS: usize = 16;
+/// Most blocks: a 45-s profile of 0.5-s windows has 90. Many short blocks
+/// make the median over them move little when the machine has a slow
+/// stretch (measured on aes, docs/profiler.md); each block still holds
+/// [`BLOCK_MIN_RUNS`] runs.
+pub const MAX_BLOCKS: usize = 128;
 
 /// The median over consecutive blocks of the `p`-th percentile
 /// (Harrell–Davis) of each block. `windows` are the runs' values in time
 /// order, grouped in windows (each sorted or not); a block is a run of
-/// consecutive windows. Returns the estimate and the number of blocks, or
+/// consecutive windows. Returns the estimate, the number of blocks and the
+/// blocks' quartiles, or
 /// `None` when the runs do not make [`MIN_BLOCKS`] blocks of
 /// [`BLOCK_MIN_RUNS`] runs (the caller then uses the whole sample).
-pub fn median_of_block_percentiles(windows: &[Vec<f64>], p: f64) -> Option<(f64, usize)> {
+pub fn median_of_block_percentiles(windows: &[Vec<f64>], p: f64) -> Option<BlockPercentiles> {
     let total: usize = windows.iter().map(Vec::len).sum();
     let blocks = (total / BLOCK_MIN_RUNS).min(windows.len()).min(MAX_BLOCKS);
     if blocks < MIN_BLOCKS {
@@ -400,8 +404,26 @@ pub fn median_of_block_percentiles(windows: &[Vec<f64>], p: f64) -> Option<(f64,
         return None;
     }
     estimates.sort_by(f64::total_cmp);
-    let n = estimates.len();
-    Some((percentile_sorted(&estimates, 50.0), n))
+    Some(BlockPercentiles {
+        median: percentile_sorted(&estimates, 50.0),
+        blocks: estimates.len(),
+        quartiles: [
+            percentile_sorted(&estimates, 25.0),
+            percentile_sorted(&estimates, 75.0),
+        ],
+    })
+}
+
+/// What [`median_of_block_percentiles`] found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlockPercentiles {
+    /// The median over blocks of each block's percentile: the estimate.
+    pub median: f64,
+    /// Blocks that counted.
+    pub blocks: usize,
+    /// The lower and upper quartiles of the blocks' percentiles: how much
+    /// the machine's speed moved the tail from block to block.
+    pub quartiles: [f64; 2],
 }
 
 /// The Harrell–Davis estimate of the `p`-th percentile (`p` in (0, 100)) of
@@ -649,14 +671,16 @@ mod tests {
     #[test]
     fn the_median_of_blocks_ignores_a_few_slow_stretches() {
         let steady = windows(12, 300, &[], 1);
-        let (est, blocks) = median_of_block_percentiles(&steady, 99.0).unwrap();
+        let found = median_of_block_percentiles(&steady, 99.0).unwrap();
+        let (est, blocks) = (found.median, found.blocks);
         assert_eq!(blocks, 12);
+        assert!(found.quartiles[0] <= est && est <= found.quartiles[1]);
         // uniform on [1000, 1300): p99 ≈ 1297
         assert!((est - 1297.0).abs() < 5.0, "{est}");
         // two slow windows of twelve move the whole-sample p99 by ~30 %,
         // the median of blocks by less than 1 %
         let slowed = windows(12, 300, &[3, 8], 1);
-        let (est_slow, _) = median_of_block_percentiles(&slowed, 99.0).unwrap();
+        let est_slow = median_of_block_percentiles(&slowed, 99.0).unwrap().median;
         let mut all: Vec<f64> = slowed.concat();
         all.sort_by(f64::total_cmp);
         let whole = harrell_davis_sorted(&all, 99.0);
@@ -667,9 +691,9 @@ mod tests {
     #[test]
     fn too_few_runs_or_windows_make_no_blocks() {
         assert!(median_of_block_percentiles(&windows(3, 1000, &[], 2), 99.0).is_none());
-        assert!(median_of_block_percentiles(&windows(20, 30, &[], 2), 99.0).is_none());
-        let (_, blocks) = median_of_block_percentiles(&windows(100, 1000, &[], 2), 99.0).unwrap();
-        assert_eq!(blocks, MAX_BLOCKS);
+        assert!(median_of_block_percentiles(&windows(20, 15, &[], 2), 99.0).is_none());
+        let found = median_of_block_percentiles(&windows(300, 1000, &[], 2), 99.0).unwrap();
+        assert_eq!(found.blocks, MAX_BLOCKS);
     }
 
     #[test]

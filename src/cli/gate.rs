@@ -60,7 +60,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let settings = args.measure.settings()?;
+    let settings = args.measure.settings(super::profile::TimeDefaults::GATE)?;
     let overrides = params_object(&args.params)?;
     let metric: slokit_profiler::Metric = args.measure.metric.into();
     anyhow::ensure!(

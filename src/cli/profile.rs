@@ -90,13 +90,15 @@ pub struct MeasureArgs {
     /// Maximum counted runs.
     #[arg(long, default_value_t = 1_000_000)]
     pub runs: u64,
-    /// Maximum time per function, seconds (warm-up included).
-    #[arg(long, default_value_t = 12.0)]
-    pub max_time: f64,
+    /// Maximum time per function, seconds (warm-up included) [default:
+    /// profile 45, gate 12].
+    #[arg(long)]
+    pub max_time: Option<f64>,
     /// Time before the precision rule may stop, seconds (warm-up included),
-    /// so the sample spans the machine's drift, not one quiet stretch.
-    #[arg(long, default_value_t = 0.0)]
-    pub min_time: f64,
+    /// so the sample spans the machine's drift, not one quiet stretch
+    /// [default: profile 30 (at most --max-time), gate 0].
+    #[arg(long)]
+    pub min_time: Option<f64>,
     /// Largest share of wall time the measurement thread may be busy
     /// (0 < d ≤ 0.9): it rests between batches so SCHED_FIFO never meets
     /// the kernel's RT throttling (95 % of each second).
@@ -129,13 +131,42 @@ pub struct MeasureArgs {
     pub force: bool,
 }
 
+/// How long a command measures when `--max-time`/`--min-time` are not given.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeDefaults {
+    /// `--max-time`, s.
+    pub max_time: f64,
+    /// `--min-time`, s; lowered to `--max-time` when that is shorter.
+    pub min_time: f64,
+}
+
+impl TimeDefaults {
+    /// `profile`: a deadline is only as reproducible as the span of the
+    /// machine's drift it samples; on shared VMs slow stretches last tens
+    /// of seconds, so a profile spans 30 s (docs/profiler.md, *Deadline
+    /// reproducibility*).
+    pub const PROFILE: Self = Self {
+        max_time: 45.0,
+        min_time: 30.0,
+    };
+    /// `gate`: compares medians (robust to slow stretches) and confirms a
+    /// regression with a second measurement, so it stops at precision.
+    pub const GATE: Self = Self {
+        max_time: 12.0,
+        min_time: 0.0,
+    };
+}
+
 impl MeasureArgs {
     /// Validated settings (deadline rule left at its default for the caller).
-    pub fn settings(&self) -> anyhow::Result<Settings> {
+    pub fn settings(&self, defaults: TimeDefaults) -> anyhow::Result<Settings> {
+        let max_time = self.max_time.unwrap_or(defaults.max_time);
+        let min_time = self
+            .min_time
+            .unwrap_or_else(|| defaults.min_time.min(max_time));
         anyhow::ensure!(
-            self.max_time.is_finite() && self.max_time > 0.0,
-            "--max-time must be a positive number of seconds, got {}",
-            self.max_time
+            max_time.is_finite() && max_time > 0.0,
+            "--max-time must be a positive number of seconds, got {max_time}"
         );
         anyhow::ensure!(
             self.timeout.is_finite() && self.timeout > 0.0,
@@ -143,10 +174,8 @@ impl MeasureArgs {
             self.timeout
         );
         anyhow::ensure!(
-            self.min_time.is_finite() && self.min_time >= 0.0 && self.min_time <= self.max_time,
-            "--min-time must be between 0 and --max-time ({} s), got {}",
-            self.max_time,
-            self.min_time
+            min_time.is_finite() && min_time >= 0.0 && min_time <= max_time,
+            "--min-time must be between 0 and --max-time ({max_time} s), got {min_time}"
         );
         anyhow::ensure!(
             self.duty_cycle > 0.0 && self.duty_cycle <= 0.9,
@@ -165,8 +194,8 @@ impl MeasureArgs {
             plan: SamplingPlan {
                 warmup: self.warmup,
                 max_runs: self.runs,
-                max_time: Duration::from_secs_f64(self.max_time),
-                min_time: Duration::from_secs_f64(self.min_time),
+                max_time: Duration::from_secs_f64(max_time),
+                min_time: Duration::from_secs_f64(min_time),
                 precision: self.precision,
                 seed: self.seed,
                 duty_cycle: self.duty_cycle,
@@ -388,7 +417,7 @@ pub fn summary_table(profiles: &[(Profile, PathBuf)]) -> Table {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let mut settings = args.measure.settings()?;
+    let mut settings = args.measure.settings(TimeDefaults::PROFILE)?;
     settings.time_from = match args.time_from {
         TimeFromArg::Clock => TimeFrom::Clock,
         TimeFromArg::Stdout => TimeFrom::Stdout,
@@ -477,5 +506,43 @@ mod tests {
         assert_eq!(parse_fraction("0.05").unwrap(), 0.05);
         assert!(parse_fraction("fast").is_err());
         assert!(parse_fraction("-1").is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Measure {
+        #[command(flatten)]
+        m: MeasureArgs,
+    }
+
+    fn plan(args: &[&str], defaults: TimeDefaults) -> anyhow::Result<(f64, f64)> {
+        use clap::Parser;
+        let a = Measure::try_parse_from(std::iter::once("x").chain(args.iter().copied()))?;
+        let s = a.m.settings(defaults)?;
+        Ok((s.plan.min_time.as_secs_f64(), s.plan.max_time.as_secs_f64()))
+    }
+
+    #[test]
+    fn profile_spans_thirty_seconds_unless_told_and_gate_stops_at_precision() {
+        assert_eq!(plan(&[], TimeDefaults::PROFILE).unwrap(), (30.0, 45.0));
+        assert_eq!(plan(&[], TimeDefaults::GATE).unwrap(), (0.0, 12.0));
+        // a shorter --max-time lowers the default --min-time with it
+        assert_eq!(
+            plan(&["--max-time", "2"], TimeDefaults::PROFILE).unwrap(),
+            (2.0, 2.0)
+        );
+        assert_eq!(
+            plan(
+                &["--min-time", "0", "--max-time", "12"],
+                TimeDefaults::PROFILE
+            )
+            .unwrap(),
+            (0.0, 12.0)
+        );
+        let e = plan(&["--min-time", "5", "--max-time", "2"], TimeDefaults::GATE).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("--min-time must be between 0 and --max-time (2 s)"),
+            "{e}"
+        );
     }
 }
