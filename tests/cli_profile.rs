@@ -24,6 +24,37 @@ fn profile_spin(dir: &Path, ms: &str) {
 }
 
 #[test]
+fn a_profile_names_how_far_its_deadline_moved_from_the_one_it_replaces() {
+    let dir = tempfile::tempdir().unwrap();
+    profile_spin(dir.path(), "1");
+    // The previous profile claims half the deadline: the new one moved ~+100 %.
+    let path = dir.path().join("spin.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut v: toml::Value = toml::from_str(&text).unwrap();
+    let d = v["deadline"]["deadline_us"].as_float().unwrap();
+    v["deadline"]["deadline_us"] = toml::Value::Float(d / 2.0);
+    std::fs::write(&path, toml::to_string(&v).unwrap()).unwrap();
+    slokit()
+        .args([
+            "profile",
+            "spin",
+            "--param",
+            "ms=1",
+            "--max-time",
+            "1",
+            "--warmup",
+            "2",
+        ])
+        .arg("--out-dir")
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("the deadline moved +"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("from the profile it replaces"), "{text}");
+}
+
+#[test]
 fn profile_spin_writes_a_valid_profile() {
     let dir = tempfile::tempdir().unwrap();
     profile_spin(dir.path(), "2");

@@ -575,7 +575,42 @@ impl Profile {
         }
         None
     }
+
+    /// How far this profile's deadline moved from `previous`, the profile it
+    /// replaces, when that one describes the same target, parameters,
+    /// timing and environment and the move exceeds
+    /// [`DEADLINE_MOVE_WARNING`]: a sentence for the user, or `None`. A
+    /// profile cannot see a slow stretch of the machine that lasts longer
+    /// than itself (docs/profiler.md, *Deadline reproducibility*); the
+    /// previous profile can.
+    pub fn moved_from(&self, previous: &Profile) -> Option<String> {
+        let same = previous.target == self.target
+            && previous.deadline.timing == self.deadline.timing
+            && previous.deadline.percentile == self.deadline.percentile
+            && previous.deadline.slack == self.deadline.slack
+            && previous
+                .is_stale(&Value::Object(self.params.clone()), &self.environment)
+                .is_none();
+        let (new, old) = (self.deadline_us(), previous.deadline_us());
+        let change = new / old - 1.0;
+        (same && old > 0.0 && change.abs() > DEADLINE_MOVE_WARNING).then(|| {
+            let minutes = self.created_unix_s.saturating_sub(previous.created_unix_s) as f64 / 60.0;
+            format!(
+                "the deadline moved {:+.1} % from the profile it replaces ({:.1} µs, {:.0} min earlier, p50 {:.1} µs then, {:.1} µs now): with nothing changed, that is the machine's speed; profile again, or with a longer --min-time, before trusting either",
+                change * 100.0,
+                old,
+                minutes,
+                previous.summary.p50_us,
+                self.summary.p50_us
+            )
+        })
+    }
 }
+
+/// A deadline that moved more than this from the profile it replaces, with
+/// nothing changed, earns a warning: twice the ±2.4 % nine of ten
+/// consecutive aes profiles stayed within on machine B (docs/measurements.md).
+pub const DEADLINE_MOVE_WARNING: f64 = 0.05;
 
 /// Expands a histogram into at most ~`cap` values (bucket values repeated by
 /// their count, scaled down proportionally when the histogram holds more).
@@ -863,6 +898,29 @@ pub(crate) mod tests {
             .is_stale(&serde_json::json!({"ms": 10.0}), &other)
             .unwrap();
         assert!(why.contains("kernel"), "{why}");
+    }
+
+    #[test]
+    fn a_deadline_that_moved_with_nothing_changed_is_named() {
+        let old = synthetic("spin", 1e6);
+        let mut new = old.clone();
+        assert_eq!(new.moved_from(&old), None, "the same deadline");
+        new.deadline.deadline_us = old.deadline.deadline_us * 1.04;
+        assert_eq!(new.moved_from(&old), None, "within the threshold");
+        new.deadline.deadline_us = old.deadline.deadline_us * 1.25;
+        new.created_unix_s = old.created_unix_s + 240;
+        let why = new.moved_from(&old).unwrap();
+        assert!(
+            why.contains("+25.0 %") && why.contains("4 min earlier"),
+            "{why}"
+        );
+        // a changed function or parameter explains the move: no warning
+        let mut changed = new.clone();
+        changed.params.insert("ms".into(), serde_json::json!(11));
+        assert_eq!(changed.moved_from(&old), None);
+        let mut other_slack = new.clone();
+        other_slack.deadline.slack = 2.0;
+        assert_eq!(other_slack.moved_from(&old), None);
     }
 
     #[test]

@@ -477,6 +477,14 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         };
         profile.warnings.extend(cpu_notes.iter().cloned());
         let path = args.out_dir.join(format!("{name}.toml"));
+        // An unreadable previous file is simply replaced.
+        if let Some(moved) = Profile::load(&path)
+            .ok()
+            .and_then(|previous| profile.moved_from(&previous))
+        {
+            eprintln!("warning: {name}: {moved}");
+            profile.warnings.push(moved);
+        }
         profile.save(&path)?;
         done.push((profile, path));
     }
