@@ -575,6 +575,34 @@ fn time_from_header_takes_each_runs_time_from_the_runtimes_report() {
 }
 
 #[test]
+fn gate_against_an_old_url_times_both_by_the_header_when_the_baseline_did() {
+    // Same round trip, different reported execution: only the header can
+    // tell the new URL is 50 % slower.
+    let dir = tempfile::tempdir().unwrap();
+    let old = tiny_server("x-slokit-exec-us: 1000\r\n");
+    let new = tiny_server("x-slokit-exec-us: 1500\r\n");
+    slokit()
+        .args(["profile", "--url", &new, "--name", "reported"])
+        .args(["--time-from", "header", "--max-time", "1", "--warmup", "1"])
+        .args(["--force", "--out-dir"])
+        .arg(dir.path())
+        .assert()
+        .success();
+    let out = slokit()
+        .args(["gate", "reported", "--against", &old, "--format", "json"])
+        .args(["--max-time", "1", "--warmup", "1", "--force", "--baseline"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let change = v["results"][0]["change"].as_f64().unwrap();
+    assert!((change - 0.5).abs() < 1e-6, "{v}");
+}
+
+#[test]
 fn time_from_header_fails_clearly_without_the_header_or_a_url() {
     let url = tiny_server("");
     slokit()

@@ -32,7 +32,8 @@ use crate::observer::Observer;
 use crate::profile::{params_equal, DeadlineRule};
 use crate::sampler::{Measurement, SystemClock};
 use crate::target::{
-    command_argv, CommandJob, HttpUrl, IsolatedRunner, Job, Target, TimeFrom, UrlJob,
+    command_argv, CommandJob, HeaderTimedUrlJob, HttpUrl, IsolatedRunner, Job, Target, TimeFrom,
+    UrlJob,
 };
 use crate::Settings;
 
@@ -163,18 +164,25 @@ fn command_side(
     runner(label, cpu, settings, true, child, job)
 }
 
+/// One side of a `--url` pair, timed as the baseline was: by the round
+/// trip, or by the runtime's `x-slokit-exec-us` header.
 fn url_side(
     label: &str,
     url: &str,
     params: &Map<String, Value>,
+    time_from: TimeFrom,
     cpu: usize,
     settings: &Settings,
 ) -> Result<Box<dyn Measurement>, ProfileError> {
-    let job = Box::new(UrlJob {
+    let url_job = UrlJob {
         url: HttpUrl::parse(url)?,
         body: (!params.is_empty()).then(|| Value::Object(params.clone()).to_string()),
         timeout: settings.timeout,
-    });
+    };
+    let job: Box<dyn Job> = match time_from {
+        TimeFrom::Header => Box::new(HeaderTimedUrlJob(url_job)),
+        _ => Box::new(url_job),
+    };
     runner(
         label,
         cpu,
@@ -318,6 +326,7 @@ fn build_sides(
                 &format!("{} (old)", case.name),
                 &opts.against,
                 &case.old_params,
+                case.time_from,
                 cpu,
                 settings,
             )?,
@@ -325,6 +334,7 @@ fn build_sides(
                 &format!("{} (new)", case.name),
                 url,
                 &case.new_params,
+                case.time_from,
                 cpu,
                 settings,
             )?,
