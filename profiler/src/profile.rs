@@ -312,6 +312,11 @@ pub struct Profile {
     /// The instruction count (`--metric instructions`), when one was taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<InstructionSection>,
+    /// The CPU the serving runtime spent per request, when the profile was
+    /// taken through a URL of a runtime slokit started (`slokit compare`'s
+    /// external hosts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeSection>,
     /// Warnings raised while profiling (noisy CPU, no SCHED_FIFO, ...).
     #[serde(default)]
     pub warnings: Vec<String>,
@@ -384,6 +389,7 @@ impl Profile {
             isolation,
             sampling,
             instructions: None,
+            runtime: None,
             warnings,
             environment,
             histogram: HistogramSection {
@@ -605,6 +611,22 @@ impl Profile {
             )
         })
     }
+}
+
+/// What the serving runtime itself spent per request while a URL was
+/// profiled: the service time `compare` derives the arrival rate from when
+/// a run's own time (`x-slokit-exec-us`) leaves the runtime's HTTP and
+/// framework work out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// CPU time of the runtime's whole process tree over the profile,
+    /// divided by the requests it served (warm-up included), µs.
+    pub cpu_per_request_us: f64,
+    /// Requests the figure is over.
+    pub requests: u64,
+    /// Where the CPU time came from, e.g. "cgroup cpu.stat usage_usec".
+    pub source: String,
 }
 
 /// A deadline that moved more than this from the profile it replaces, with

@@ -174,6 +174,29 @@ impl ExternalHost {
         pids
     }
 
+    /// CPU time the tree has used so far, µs, and where the figure came
+    /// from: the cgroup's `cpu.stat` (every process that ever ran in it), or
+    /// without a cgroup the user + system time of the processes alive now
+    /// and their reaped children (`/proc/PID/stat`).
+    pub fn cpu_time_us(&self) -> Option<(u64, &'static str)> {
+        if let Some(dir) = self.cgroup_dir() {
+            let stat = std::fs::read_to_string(dir.join("cpu.stat")).ok()?;
+            return cgroup_usage_usec(&stat).map(|us| (us, "cgroup cpu.stat usage_usec"));
+        }
+        // SAFETY: sysconf has no preconditions.
+        let tick_hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let ticks: u64 = self
+            .processes()
+            .iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+            .filter_map(|stat| proc_stat_cpu_ticks(&stat))
+            .sum();
+        Some((
+            ticks * 1_000_000 / tick_hz,
+            "/proc/PID/stat utime+stime (live processes)",
+        ))
+    }
+
     /// The cgroup the tree lives in, when there is one.
     pub fn cgroup_dir(&self) -> Option<&Path> {
         self.cgroup.as_ref().map(HostCgroup::dir)
@@ -337,6 +360,28 @@ fn version_of(program: &Option<PathBuf>, cwd: Option<&Path>) -> Option<String> {
         .map(|l| l.chars().take(120).collect())
 }
 
+/// `usage_usec` of a cgroup v2 `cpu.stat`.
+fn cgroup_usage_usec(cpu_stat: &str) -> Option<u64> {
+    cpu_stat
+        .lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// utime + stime + cutime + cstime (clock ticks) of a `/proc/PID/stat`
+/// line; the command name may hold spaces and parentheses, so fields are
+/// counted after its last `)`.
+fn proc_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After ")": state is field 3; utime..cstime are fields 14..=17.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields
+        .get(11..15)?
+        .iter()
+        .map(|f| f.parse::<u64>().ok())
+        .sum()
+}
+
 /// Pids whose process group is `pgid` (from /proc/<pid>/stat), zombies
 /// excluded.
 pub fn process_group_members(pgid: u32) -> Vec<u32> {
@@ -380,6 +425,50 @@ fn log_tail(log: &Path, from: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_figures_parse_from_cpu_stat_and_proc_stat() {
+        let cpu_stat = "usage_usec 123456\nuser_usec 100000\nsystem_usec 23456\n";
+        assert_eq!(cgroup_usage_usec(cpu_stat), Some(123_456));
+        assert_eq!(cgroup_usage_usec("user_usec 5\n"), None);
+        // a command name with spaces and a ")" inside
+        let stat = "4242 (gunicorn: w (1)) S 1 4242 4242 0 -1 4194560 900 0 0 0 \
+                    70 30 5 2 20 0 1 0 100 1000 50 0";
+        assert_eq!(proc_stat_cpu_ticks(stat), Some(70 + 30 + 5 + 2));
+        assert_eq!(proc_stat_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn a_started_host_reports_the_cpu_it_burns() {
+        // A shell that burns ~0.3 s of CPU then waits: its tree's CPU time grows.
+        let dir = tempfile::tempdir().unwrap();
+        const SERVER: &str = r#"import http.server as h, sys
+class H(h.BaseHTTPRequestHandler):
+    def do_POST(s):
+        s.rfile.read(int(s.headers.get("Content-Length", 0)))
+        s.send_response(200); s.send_header("Content-Length", "2"); s.end_headers()
+        s.wfile.write(b"ok")
+    def log_message(s, *a): pass
+h.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()"#;
+        let burn = format!(
+            "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; exec python3 -c '{SERVER}' {{port}}"
+        );
+        let mut burner = spec(&["sh", "-c", &burn]);
+        burner.ready_timeout_s = 30.0;
+        let mut host = ExternalHost::start(
+            "burner",
+            &burner,
+            &Value::Null,
+            &[0],
+            None,
+            &dir.path().join("log"),
+        )
+        .unwrap();
+        let (us, source) = host.cpu_time_us().unwrap();
+        host.stop(std::time::Duration::from_secs(5));
+        assert!(source.contains("/proc"), "{source}");
+        assert!(us >= 50_000, "{us} µs of CPU");
+    }
 
     fn spec(command: &[&str]) -> HostSpec {
         HostSpec {

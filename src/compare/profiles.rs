@@ -23,7 +23,7 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde_json::Value;
 use slokit_functions::{Catalogue, Environment};
-use slokit_profiler::profile::{effective_params, Profile};
+use slokit_profiler::profile::{effective_params, Profile, RuntimeSection};
 use slokit_profiler::{profile_builtin, Observer, Settings, Target, TimeFrom};
 
 use super::cgroup::CgroupTree;
@@ -205,6 +205,8 @@ fn external_profile(
             .with_context(|| format!("reading the profile of `{}`", f.label))?;
         if p.target != identity || p.deadline.timing != host_timing(spec) {
             Some("the host's command, URL or timing changed".to_string())
+        } else if p.runtime.is_none() {
+            Some("it does not say what the runtime spent per request".to_string())
         } else {
             p.is_stale(&params, env)
         }
@@ -230,6 +232,7 @@ fn external_profile(
                 time_from: host_timing(spec),
                 ..Settings::default()
             };
+            let cpu_before = host.cpu_time_us();
             let measured = slokit_profiler::profile_target(
                 &f.label,
                 &Target::Url {
@@ -240,10 +243,21 @@ fn external_profile(
                 &settings,
                 observer,
             );
+            let cpu_after = host.cpu_time_us();
             host.stop(std::time::Duration::from_secs(5));
             let mut p = measured
                 .with_context(|| format!("profiling `{}` through {}", f.label, host.url))?;
             p.target = identity;
+            let requests = p.sampling.warmup_runs + p.sampling.runs;
+            if let (Some((before, source)), Some((after, _))) = (cpu_before, cpu_after) {
+                if requests > 0 && after >= before {
+                    p.runtime = Some(RuntimeSection {
+                        cpu_per_request_us: (after - before) as f64 / requests as f64,
+                        requests,
+                        source: source.to_string(),
+                    });
+                }
+            }
             std::fs::create_dir_all(path.parent().expect("has a parent"))
                 .with_context(|| format!("creating {}", dir.display()))?;
             p.save(&path)?;
@@ -257,6 +271,9 @@ fn external_profile(
         }
     };
     let mut out = from_profile(&profile, origin);
+    if let Some(runtime) = &profile.runtime {
+        charge_runtime_cost(&mut out, runtime);
+    }
     let timed_by = if profile.deadline.timing == TimeFrom::Header {
         "from the runtime's x-slokit-exec-us header"
     } else {
@@ -277,6 +294,35 @@ fn external_profile(
         out.origin = format!("deadline and service time {timed_by}, {}", out.origin);
     }
     Ok(out)
+}
+
+/// ρ counts what a request costs the function CPUs: when the runtime spent
+/// more CPU per request than the timed service (a header that times only
+/// the function, leaving out the runtime's HTTP and framework work), the
+/// service time becomes that CPU cost and the simulator's distribution is
+/// shifted by the difference. The deadline is left alone.
+fn charge_runtime_cost(out: &mut ProfiledFunction, runtime: &RuntimeSection) {
+    let timed = out.facts.service_us;
+    let extra = runtime.cpu_per_request_us - timed;
+    if extra <= 0.0 {
+        out.origin = format!(
+            "{}; the runtime spent {:.1} µs of CPU per request ({}), within the timed service",
+            out.origin, runtime.cpu_per_request_us, runtime.source
+        );
+        return;
+    }
+    let mut shifted =
+        Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds");
+    for v in out.histogram_us.iter_recorded() {
+        let us = out.histogram_us.median_equivalent(v.value_iterated_to()) as f64 + extra;
+        shifted.saturating_record_n(us.round().max(1.0) as u64, v.count_at_value());
+    }
+    out.histogram_us = shifted;
+    out.facts.service_us = runtime.cpu_per_request_us;
+    out.origin = format!(
+        "{}; service time for the arrival rate and the simulator: the runtime's {:.1} µs of CPU per request over {} requests ({}), not the timed {:.1} µs",
+        out.origin, runtime.cpu_per_request_us, runtime.requests, runtime.source, timed
+    );
 }
 
 /// A host whose deadline and service time the experiment gives: no
@@ -313,5 +359,64 @@ fn from_profile(p: &Profile, origin: String) -> ProfiledFunction {
         },
         histogram_us: us,
         origin,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timed(us: &[u64]) -> ProfiledFunction {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        for v in us {
+            h.record(*v).unwrap();
+        }
+        ProfiledFunction {
+            facts: ServiceFacts {
+                service_us: h.mean(),
+                deadline_us: 10.0,
+                deadline_is_response: false,
+            },
+            histogram_us: h,
+            origin: "profiled".into(),
+        }
+    }
+
+    fn runtime(cpu_per_request_us: f64) -> RuntimeSection {
+        RuntimeSection {
+            cpu_per_request_us,
+            requests: 1000,
+            source: "cgroup cpu.stat usage_usec".into(),
+        }
+    }
+
+    #[test]
+    fn a_runtime_that_burns_more_than_the_timed_function_sets_the_service_time() {
+        // The header timed 2–4 µs of function; gunicorn spent 400 µs a request.
+        let mut f = timed(&[2, 3, 4]);
+        charge_runtime_cost(&mut f, &runtime(400.0));
+        assert_eq!(f.facts.service_us, 400.0);
+        assert_eq!(f.facts.deadline_us, 10.0, "the deadline is the function's");
+        assert_eq!(f.histogram_us.len(), 3);
+        let mean = f.histogram_us.mean();
+        assert!((mean - 400.0).abs() < 1.0, "shifted mean {mean}");
+        assert!(
+            f.origin.contains("400.0 µs of CPU per request"),
+            "{}",
+            f.origin
+        );
+    }
+
+    #[test]
+    fn a_round_trip_above_the_runtime_cost_stays() {
+        let mut f = timed(&[380, 390, 400]);
+        charge_runtime_cost(&mut f, &runtime(250.0));
+        assert!((f.facts.service_us - 390.0).abs() < 1.0);
+        assert!((f.histogram_us.mean() - 390.0).abs() < 1.0);
+        assert!(
+            f.origin.contains("within the timed service"),
+            "{}",
+            f.origin
+        );
     }
 }
