@@ -11,8 +11,9 @@ fn slokit() -> Command {
     Command::cargo_bin("slokit").unwrap()
 }
 
-/// `slokit profile spin` with `ms` into `dir`.
-fn profile_spin(dir: &Path, ms: &str) {
+/// `slokit profile spin` with `ms` into `dir`, succeeded; the assertion
+/// for more checks.
+fn profile_spin(dir: &Path, ms: &str) -> assert_cmd::assert::Assert {
     slokit()
         .args(["profile", "spin", "--param"])
         .arg(format!("ms={ms}"))
@@ -20,7 +21,7 @@ fn profile_spin(dir: &Path, ms: &str) {
         .arg(dir)
         .assert()
         .success()
-        .stdout(predicate::str::contains("spin"));
+        .stdout(predicate::str::contains("spin"))
 }
 
 #[test]
@@ -34,22 +35,7 @@ fn a_profile_names_how_far_its_deadline_moved_from_the_one_it_replaces() {
     let d = v["deadline"]["deadline_us"].as_float().unwrap();
     v["deadline"]["deadline_us"] = toml::Value::Float(d / 2.0);
     std::fs::write(&path, toml::to_string(&v).unwrap()).unwrap();
-    slokit()
-        .args([
-            "profile",
-            "spin",
-            "--param",
-            "ms=1",
-            "--max-time",
-            "1",
-            "--warmup",
-            "2",
-        ])
-        .arg("--out-dir")
-        .arg(dir.path())
-        .assert()
-        .success()
-        .stderr(predicate::str::contains("the deadline moved +"));
+    profile_spin(dir.path(), "1").stderr(predicate::str::contains("the deadline moved +"));
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("from the profile it replaces"), "{text}");
 }
