@@ -133,8 +133,8 @@ fn thread_policies(pid: u32) -> Vec<u32> {
     dir.flatten()
         .filter_map(|e| {
             let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let rest = &stat[stat.rfind(')')? + 2..];
-            rest.split(' ').nth(41 - 3)?.parse().ok()
+            use slokit_sys::procfs::{field, Stat};
+            Stat::parse(&stat)?.get(field::POLICY)
         })
         .collect()
 }

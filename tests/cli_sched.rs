@@ -154,8 +154,10 @@ fn thread_stat_field(pid: u32, n: usize) -> Vec<(String, u32)> {
             continue;
         };
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let value: u32 = rest.split(' ').nth(n - 3).unwrap().parse().unwrap();
+        let value: u32 = slokit_sys::procfs::Stat::parse(&stat)
+            .unwrap()
+            .get(n)
+            .unwrap();
         v.push((comm.trim().to_string(), value));
     }
     v

@@ -287,8 +287,8 @@ fn policies(pid: u32) -> Vec<(String, u32)> {
             continue;
         };
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let policy: u32 = rest.split(' ').nth(41 - 3).unwrap().parse().unwrap();
+        use slokit_sys::procfs::{field, Stat};
+        let policy: u32 = Stat::parse(&stat).unwrap().get(field::POLICY).unwrap();
         v.push((comm.trim().to_string(), policy));
     }
     v

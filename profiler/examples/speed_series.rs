@@ -34,12 +34,8 @@ fn multiply_chain(n: u64) -> u64 {
 
 fn steal_ticks(cpu: usize) -> u64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let name = format!("cpu{cpu} ");
-    stat.lines()
-        .find(|l| l.starts_with(&name))
-        .and_then(|l| l.split_whitespace().nth(8))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    // user, nice, system, idle, iowait, irq, softirq, steal
+    slokit_sys::canary::cpu_ticks(&stat, cpu).map_or(0, |t| t[7])
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -205,19 +205,14 @@ struct TaskStat {
     kernel_thread: bool,
 }
 
-const PF_KTHREAD: u64 = 0x0020_0000;
-
 fn task_stat(pid: libc::pid_t, tid: libc::pid_t) -> Option<TaskStat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
-    // Fields after the parenthesised comm (which may contain spaces).
-    let rest = &text[text.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] = state (field 3), [1] = ppid (4), [6] = flags (9).
-    let ppid = f.get(1)?.parse().ok()?;
-    let flags: u64 = f.get(6)?.parse().ok()?;
+    use slokit_sys::procfs::{field, read_task, Stat};
+    let text = read_task(pid as u32, tid as u32).ok()?;
+    let stat = Stat::parse(&text)?;
     Some(TaskStat {
-        ppid,
-        kernel_thread: flags & PF_KTHREAD != 0 || pid == 2 || ppid == 2,
+        ppid: stat.get(field::PPID)?,
+        // kthreadd's own tasks count by the process's pid (2), not the tid.
+        kernel_thread: stat.is_kernel_thread() || pid == 2,
     })
 }
 

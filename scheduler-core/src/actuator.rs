@@ -300,11 +300,9 @@ mod tests {
 
     /// Policy of a thread from /proc/<pid>/task/<tid>/stat field 41.
     fn stat_policy(tid: u32) -> u32 {
-        let s = std::fs::read_to_string(format!("/proc/{}/task/{tid}/stat", std::process::id()))
-            .unwrap();
-        let after_comm = &s[s.rfind(')').unwrap() + 2..];
-        // fields from 3 on; policy is field 41
-        after_comm.split(' ').nth(41 - 3).unwrap().parse().unwrap()
+        use slokit_sys::procfs::{field, read_task, Stat};
+        let text = read_task(std::process::id(), tid).unwrap();
+        Stat::parse(&text).unwrap().get(field::POLICY).unwrap()
     }
 
     fn skip_unless_root() -> bool {

@@ -168,9 +168,13 @@ pub(crate) mod tests {
             if !comm.starts_with("slokit-idle-") {
                 continue;
             }
-            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap();
-            let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-            v.push((f[41 - 3].parse().unwrap(), f[39 - 3].parse().unwrap()));
+            use slokit_sys::procfs::{field, Stat};
+            let text = std::fs::read_to_string(e.path().join("stat")).unwrap();
+            let stat = Stat::parse(&text).unwrap();
+            v.push((
+                stat.get(field::POLICY).unwrap(),
+                stat.get(field::PROCESSOR).unwrap(),
+            ));
         }
         v
     }

@@ -8,13 +8,12 @@
 
 use std::path::{Path, PathBuf};
 
+use slokit_sys::procfs::Stat;
+
 use crate::error::SchedError;
 
 /// Comm prefix of the function host's worker threads.
 pub const WORKER_PREFIX: &str = "fn-worker-";
-
-/// `PF_KTHREAD` in /proc/<pid>/stat's flags field.
-const PF_KTHREAD: u64 = 0x0020_0000;
 
 /// Checks that `pid` may be scheduled by the agent running as `self_pid`.
 pub fn validate_pid(pid: u32, self_pid: u32) -> Result<(), SchedError> {
@@ -33,11 +32,8 @@ pub fn validate_pid(pid: u32, self_pid: u32) -> Result<(), SchedError> {
     }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map_err(|_| SchedError::NoSuchProcess(pid))?;
-    let fields = stat_fields(&stat).ok_or_else(|| refuse("unreadable /proc/<pid>/stat"))?;
-    // fields[0] is field 3 (state); ppid is field 4, flags field 9
-    let ppid: u32 = fields.get(1).and_then(|f| f.parse().ok()).unwrap_or(0);
-    let flags: u64 = fields.get(6).and_then(|f| f.parse().ok()).unwrap_or(0);
-    if pid == 2 || ppid == 2 || flags & PF_KTHREAD != 0 {
+    let stat = Stat::parse(&stat).ok_or_else(|| refuse("unreadable /proc/<pid>/stat"))?;
+    if stat.is_kernel_thread() {
         return Err(refuse("it is a kernel thread"));
     }
     if std::fs::read_link(format!("/proc/{pid}/exe")).is_err() {
@@ -46,12 +42,6 @@ pub fn validate_pid(pid: u32, self_pid: u32) -> Result<(), SchedError> {
         ));
     }
     Ok(())
-}
-
-/// Fields 3.. of a /proc stat line (after the parenthesised comm).
-fn stat_fields(stat: &str) -> Option<Vec<&str>> {
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    Some(rest.split(' ').collect())
 }
 
 /// Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup on unified
@@ -91,7 +81,7 @@ pub fn cgroup_procs(path: &Path) -> Result<Vec<u32>, SchedError> {
 /// Whether process `pid` still exists (and is not a zombie).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => stat_fields(&s).is_some_and(|f| f.first() != Some(&"Z")),
+        Ok(s) => Stat::parse(&s).is_some_and(|s| s.state() != "Z"),
         Err(_) => false,
     }
 }

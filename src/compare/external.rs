@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 use slokit_profiler::target::{HttpUrl, Job, UrlJob};
+use slokit_sys::procfs::{field, read_process, Stat};
 
 use super::cgroup::{CgroupTree, HostCgroup};
 use super::children::{contain, Containment};
@@ -189,7 +190,7 @@ impl ExternalHost {
             .processes()
             .iter()
             .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-            .filter_map(|stat| proc_stat_cpu_ticks(&stat))
+            .filter_map(|text| Stat::parse(&text)?.cpu_ticks_with_children())
             .sum();
         Some((
             ticks * 1_000_000 / tick_hz,
@@ -368,20 +369,6 @@ fn cgroup_usage_usec(cpu_stat: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// utime + stime + cutime + cstime (clock ticks) of a `/proc/PID/stat`
-/// line; the command name may hold spaces and parentheses, so fields are
-/// counted after its last `)`.
-fn proc_stat_cpu_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // After ")": state is field 3; utime..cstime are fields 14..=17.
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    fields
-        .get(11..15)?
-        .iter()
-        .map(|f| f.parse::<u64>().ok())
-        .sum()
-}
-
 /// Pids whose process group is `pgid` (from /proc/<pid>/stat), zombies
 /// excluded.
 pub fn process_group_members(pgid: u32) -> Vec<u32> {
@@ -390,15 +377,10 @@ pub fn process_group_members(pgid: u32) -> Vec<u32> {
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            let Ok(text) = read_process(*pid) else {
                 return false;
             };
-            let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
-                return false;
-            };
-            // fields after the comm: state, ppid, pgrp
-            let f: Vec<&str> = rest.split(' ').take(3).collect();
-            f.len() == 3 && f[0] != "Z" && f[2].parse() == Ok(pgid)
+            Stat::parse(&text).is_some_and(|s| s.state() != "Z" && s.get(field::PGRP) == Some(pgid))
         })
         .collect()
 }
@@ -431,11 +413,6 @@ mod tests {
         let cpu_stat = "usage_usec 123456\nuser_usec 100000\nsystem_usec 23456\n";
         assert_eq!(cgroup_usage_usec(cpu_stat), Some(123_456));
         assert_eq!(cgroup_usage_usec("user_usec 5\n"), None);
-        // a command name with spaces and a ")" inside
-        let stat = "4242 (gunicorn: w (1)) S 1 4242 4242 0 -1 4194560 900 0 0 0 \
-                    70 30 5 2 20 0 1 0 100 1000 50 0";
-        assert_eq!(proc_stat_cpu_ticks(stat), Some(70 + 30 + 5 + 2));
-        assert_eq!(proc_stat_cpu_ticks("garbage"), None);
     }
 
     #[test]

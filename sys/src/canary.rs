@@ -619,17 +619,13 @@ fn runnable_tasks(cpu: usize) -> Vec<(u32, Task)> {
 
 /// The task of a `/proc/.../stat` line if it is runnable on `cpu`.
 fn parse_runnable_task(stat: &str, cpu: usize) -> Option<Task> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let tid = stat[..open].trim().parse().ok()?;
-    let comm = stat.get(open + 1..close)?.to_string();
-    let f: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
-    // f[0] = state (field 3); processor, rt_priority, policy = fields 39-41.
-    let (state, on, priority, policy) = (
-        *f.first()?,
-        f.get(36)?.parse::<usize>().ok()?,
-        f.get(37)?.parse::<u32>().ok()?,
-        f.get(38)?.parse::<u32>().ok()?,
+    use crate::procfs::{field, Stat};
+    let s = Stat::parse(stat)?;
+    let (tid, comm, state) = (s.pid, s.comm.to_string(), s.state());
+    let (on, priority, policy) = (
+        s.get::<usize>(field::PROCESSOR)?,
+        s.get::<u32>(field::RT_PRIORITY)?,
+        s.get::<u32>(field::POLICY)?,
     );
     let policy = match policy {
         SCHED_OTHER => "OTHER",

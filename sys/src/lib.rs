@@ -1,8 +1,8 @@
 //! slokit-sys: the one OS layer every slokit crate uses — CPU lists and
 //! thread affinity ([`cpu`]), epoll/eventfd/timerfd ([`poll`]),
 //! `sched_setattr(2)` and thread ids ([`sched`]), the monotonic and
-//! thread-CPU clocks ([`clock`]), and the CPU health check every measuring
-//! command runs first ([`canary`]). It plays the part `scx_utils` plays for
+//! thread-CPU clocks ([`clock`]), `/proc/PID/stat` lines ([`procfs`]), and
+//! the CPU health check every measuring command runs first ([`canary`]). It plays the part `scx_utils` plays for
 //! sched-ext/scx, which keeps `Cpumask` and `read_cpulist` in one place for
 //! every scheduler: each wrapper exists once here, and the host, the
 //! profiler, the agent and the CLI call it instead of keeping a copy.
@@ -16,4 +16,5 @@ pub mod canary;
 pub mod clock;
 pub mod cpu;
 pub mod poll;
+pub mod procfs;
 pub mod sched;
