@@ -140,8 +140,7 @@ fn thread_policies(pid: u32) -> Vec<u32> {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rfind(')').is_some_and(|i| !s[i..].starts_with(") Z")))
+    slokit_sched::targets::alive(pid)
 }
 
 /// Every descendant of `pid` now (children, their children, …).

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use slokit_sys::procfs::Stat;
+use slokit_sys::procfs::{read_process, Stat};
 
 use crate::error::SchedError;
 
@@ -30,8 +30,7 @@ pub fn validate_pid(pid: u32, self_pid: u32) -> Result<(), SchedError> {
     if pid == self_pid {
         return Err(refuse("that is the agent itself"));
     }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|_| SchedError::NoSuchProcess(pid))?;
+    let stat = read_process(pid).map_err(|_| SchedError::NoSuchProcess(pid))?;
     let stat = Stat::parse(&stat).ok_or_else(|| refuse("unreadable /proc/<pid>/stat"))?;
     if stat.is_kernel_thread() {
         return Err(refuse("it is a kernel thread"));
@@ -80,7 +79,7 @@ pub fn cgroup_procs(path: &Path) -> Result<Vec<u32>, SchedError> {
 
 /// Whether process `pid` still exists (and is not a zombie).
 pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+    match read_process(pid) {
         Ok(s) => Stat::parse(&s).is_some_and(|s| s.state() != "Z"),
         Err(_) => false,
     }

@@ -317,11 +317,8 @@ mod tests {
         child.wait().unwrap();
         for pid in members {
             assert!(
-                !Path::new(&format!("/proc/{pid}/stat")).exists() || {
-                    let s =
-                        std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                    s.contains(") Z ")
-                }
+                !slokit_sched::targets::alive(pid),
+                "{pid} outlived cgroup.kill"
             );
         }
         let dir = tree.dir().to_path_buf();

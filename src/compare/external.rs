@@ -189,7 +189,7 @@ impl ExternalHost {
         let ticks: u64 = self
             .processes()
             .iter()
-            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+            .filter_map(|pid| read_process(*pid).ok())
             .filter_map(|text| Stat::parse(&text)?.cpu_ticks_with_children())
             .sum();
         Some((
