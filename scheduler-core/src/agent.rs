@@ -166,23 +166,33 @@ pub fn default_function_cpus() -> Vec<usize> {
     }
 }
 
+impl AgentConfig {
+    /// Checks the policy parameters and the timer lead — what needs no
+    /// process or CPU — so a caller can refuse a bad configuration before
+    /// it checks the machine ([`run_agent`] calls it too).
+    pub fn validate(&self) -> Result<(), SchedError> {
+        self.params
+            .validate()
+            .map_err(|e| SchedError::Config(format!("invalid policy parameter: {e}")))?;
+        self.las
+            .validate()
+            .map_err(|e| SchedError::Config(format!("invalid las parameter: {e}")))?;
+        if self.timer_lead > MAX_TIMER_LEAD {
+            return Err(SchedError::Config(format!(
+                "--timer-lead-us must be at most {}, got {}",
+                MAX_TIMER_LEAD.as_micros(),
+                self.timer_lead.as_micros()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Runs the agent until `stop` is set, `cfg.duration` passes, or every
 /// target exits; restores every thread it touched and returns (and writes,
 /// with `metrics_out`) its metrics.
 pub fn run_agent(mut cfg: AgentConfig, stop: Arc<AtomicBool>) -> Result<AgentMetrics, SchedError> {
-    cfg.params
-        .validate()
-        .map_err(|e| SchedError::Config(format!("invalid policy parameter: {e}")))?;
-    cfg.las
-        .validate()
-        .map_err(|e| SchedError::Config(format!("invalid las parameter: {e}")))?;
-    if cfg.timer_lead > MAX_TIMER_LEAD {
-        return Err(SchedError::Config(format!(
-            "--timer-lead-us must be at most {}, got {}",
-            MAX_TIMER_LEAD.as_micros(),
-            cfg.timer_lead.as_micros()
-        )));
-    }
+    cfg.validate()?;
     let self_pid = std::process::id();
     let mut pids: Vec<u32> = Vec::new();
     for &pid in &cfg.pids {
@@ -488,7 +498,6 @@ struct LoopState {
     event_drops: u64,
     untracked_threads: u64,
     ring_nudges: u64,
-    fifo_threads: u64,
     arrival_to_fifo: Histogram<u64>,
     arrival_to_agent: Histogram<u64>,
     exhausted_to_demoted: Histogram<u64>,
@@ -538,7 +547,6 @@ impl LoopState {
             event_drops: 0,
             untracked_threads: 0,
             ring_nudges: 0,
-            fifo_threads: 0,
             arrival_to_fifo: latency_histogram(),
             arrival_to_agent: latency_histogram(),
             exhausted_to_demoted: latency_histogram(),
@@ -764,9 +772,7 @@ impl LoopState {
                     self.policy.on_vanished(a.tid, a.request, actions);
                     continue;
                 }
-                if self.kind == Policy::Fifo {
-                    self.fifo_threads += 1;
-                }
+                self.policy.on_applied(&a);
                 let (histogram, since) = match (a.cause, a.level) {
                     (Cause::Arrival { arrival_ns }, Level::Fifo(_)) => {
                         (&mut self.arrival_to_fifo, arrival_ns)
@@ -919,7 +925,7 @@ impl LoopState {
             demotions: t.demotions(),
             promotions: t.promotions,
             overload_demotions: t.overload_demotions,
-            fifo_threads: self.fifo_threads,
+            fifo_threads: report.fifo_threads,
             setattr_calls: act.stats().setattr_calls,
             vanished_threads: act.stats().vanished_threads,
             arrival_to_fifo_us: LatencyStats::of(&self.arrival_to_fifo),

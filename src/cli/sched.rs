@@ -167,7 +167,7 @@ impl Args {
                 .unwrap_or_else(slokit_sched::agent::default_function_cpus)
                 .len() as u32
         });
-        // Validated once, by run_agent.
+        // Validated by AgentConfig::validate (before the CPU check).
         let PolicyParams { two_level, las } = match &self.params {
             Some(path) => read_params(path)?,
             None => PolicyParams {
@@ -238,6 +238,8 @@ fn cpus_in_use(cfg: &AgentConfig) -> Vec<usize> {
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let force = args.force;
     let cfg = args.into_config()?;
+    // A bad configuration is refused before the machine is checked.
+    cfg.validate()?;
     for note in slokit_sys::canary::preflight(&cpus_in_use(&cfg), force)? {
         eprintln!("slokit sched: warning: {note}");
     }

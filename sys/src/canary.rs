@@ -2,7 +2,7 @@
 //! "canary" thread per CPU that must run within a few milliseconds, and
 //! the CPU's system + irq + softirq share of `/proc/stat` over a short
 //! window, which counts against the CPU when no task of another process
-//! is running there to account for it. On the 2-vCPU VMs slokit was built
+//! is running there and no user time was spent there to account for it. On the 2-vCPU VMs slokit was built
 //! on a CPU was once left with a broken real-time class (100 % system time,
 //! no runnable task visible, every `SCHED_FIFO` thread placed there runnable
 //! but never running); figures measured on such a CPU are garbage, so
@@ -134,10 +134,27 @@ pub struct CpuHealth {
     pub canary: Canary,
     /// System + irq + softirq share of the window, %, if `/proc/stat` had it.
     pub kernel_percent: Option<f64>,
+    /// User + nice share of the same window, %.
+    pub user_percent: Option<f64>,
     /// When that share was above the limit: the runnable tasks of other
     /// processes seen on the CPU just after (the kernel time is theirs, so
     /// the CPU is busy rather than broken).
     pub busy_with: Vec<Task>,
+}
+
+/// User time above this share of the check's window means user code ran on
+/// the CPU, so its kernel time is that work's — a server that sleeps
+/// between requests is rarely caught runnable, but it leaves user ticks —
+/// and not a wedged CPU's, which shows none (one tick of a 200-ms window
+/// is 5 %).
+pub const USER_WORK_PERCENT: f64 = 5.0;
+
+impl CpuHealth {
+    /// Whether other work explains the CPU's kernel time: tasks of other
+    /// processes seen running there, or user time in the window.
+    pub fn ran_other_work(&self) -> bool {
+        !self.busy_with.is_empty() || self.user_percent.is_some_and(|u| u >= USER_WORK_PERCENT)
+    }
 }
 
 /// Something that makes a CPU unfit to measure on.
@@ -245,7 +262,7 @@ impl HealthReport {
                 });
             }
             let over = h.kernel_percent.filter(|p| *p > s.kernel_limit_percent);
-            if let Some(p) = over.filter(|_| h.busy_with.is_empty()) {
+            if let Some(p) = over.filter(|_| !h.ran_other_work()) {
                 out.push(Finding::KernelBusy {
                     cpu: h.cpu,
                     percent: p,
@@ -268,12 +285,16 @@ impl HealthReport {
                     h.cpu
                 ));
             }
-            if let (Some(p), false) = (h.kernel_percent, h.busy_with.is_empty()) {
+            if let (Some(p), true) = (h.kernel_percent, h.ran_other_work()) {
                 if p > s.kernel_limit_percent {
-                    out.push(format!(
-                        "CPU {}: {p:.0} % system time, for other work running there ({}); expect noise",
-                        h.cpu,
+                    let work = if h.busy_with.is_empty() {
+                        format!("{:.0} % user time there", h.user_percent.unwrap_or(0.0))
+                    } else {
                         task_list(&h.busy_with)
+                    };
+                    out.push(format!(
+                        "CPU {}: {p:.0} % system time, for other work running there ({work}); expect noise",
+                        h.cpu
                     ));
                 }
             }
@@ -297,15 +318,15 @@ pub fn check_cpus(cpus: &[usize], settings: &CheckSettings) -> HealthReport {
     }
     let after = std::fs::read_to_string("/proc/stat").ok();
     let shares = |cpu| match (&before, &after) {
-        (Some(b), Some(a)) => kernel_share(b, a, cpu),
-        _ => None,
+        (Some(b), Some(a)) => (kernel_share(b, a, cpu), user_share(b, a, cpu)),
+        _ => (None, None),
     };
     let me = std::process::id();
     let health = cpus
         .iter()
         .zip(canaries)
         .map(|(&cpu, canary)| {
-            let kernel_percent = shares(cpu);
+            let (kernel_percent, user_percent) = shares(cpu);
             let busy_with = if kernel_percent.is_some_and(|p| p > settings.kernel_limit_percent) {
                 tasks_seen_running(cpu, me)
             } else {
@@ -315,6 +336,7 @@ pub fn check_cpus(cpus: &[usize], settings: &CheckSettings) -> HealthReport {
                 cpu,
                 canary,
                 kernel_percent,
+                user_percent,
                 busy_with,
             }
         })
@@ -660,11 +682,15 @@ pub fn cpu_ticks(stat: &str, cpu: usize) -> Option<[u64; 8]> {
     Some(out)
 }
 
-/// System + irq + softirq share (%) of `cpu` between two `/proc/stat`
-/// snapshots, over user + nice + system + idle + iowait + irq + softirq +
-/// steal (guest time is already in user). `None` when the CPU is missing
-/// or no time passed.
-pub fn kernel_share(before: &str, after: &str, cpu: usize) -> Option<f64> {
+/// User + nice share (%) of `cpu` between two `/proc/stat` snapshots,
+/// over the same total as [`kernel_share`].
+pub fn user_share(before: &str, after: &str, cpu: usize) -> Option<f64> {
+    share(before, after, cpu, &[0, 1])
+}
+
+/// The share (%) of the counters at `indices` (of [`cpu_ticks`]) in `cpu`'s
+/// ticks between two `/proc/stat` snapshots.
+fn share(before: &str, after: &str, cpu: usize, indices: &[usize]) -> Option<f64> {
     let (b, a) = (cpu_ticks(before, cpu)?, cpu_ticks(after, cpu)?);
     let d: Vec<u64> = a
         .iter()
@@ -672,8 +698,16 @@ pub fn kernel_share(before: &str, after: &str, cpu: usize) -> Option<f64> {
         .map(|(x, y)| x.saturating_sub(*y))
         .collect();
     let total: u64 = d.iter().sum();
-    let kernel = d[2] + d[5] + d[6];
-    (total > 0).then(|| 100.0 * kernel as f64 / total as f64)
+    let part: u64 = indices.iter().map(|&i| d[i]).sum();
+    (total > 0).then(|| 100.0 * part as f64 / total as f64)
+}
+
+/// System + irq + softirq share (%) of `cpu` between two `/proc/stat`
+/// snapshots, over user + nice + system + idle + iowait + irq + softirq +
+/// steal (guest time is already in user). `None` when the CPU is missing
+/// or no time passed.
+pub fn kernel_share(before: &str, after: &str, cpu: usize) -> Option<f64> {
+    share(before, after, cpu, &[2, 5, 6])
 }
 
 #[cfg(test)]
@@ -887,6 +921,7 @@ mod tests {
                 cpu,
                 canary,
                 kernel_percent: Some(1.0),
+                user_percent: Some(0.0),
                 busy_with: vec![],
             }],
             settings: settings.clone(),
@@ -988,6 +1023,7 @@ mod tests {
                     attempt: 1,
                 },
                 kernel_percent: Some(97.0),
+                user_percent: Some(0.0),
                 busy_with,
             }],
             settings: CheckSettings::default(),
@@ -1020,6 +1056,33 @@ mod tests {
             ..idle.clone()
         };
         assert!(below.findings().is_empty() && below.warnings().is_empty());
+        // A bursty server leaves user time but is rarely caught runnable:
+        // its kernel time is its own, not a wedge's.
+        let serving = HealthReport {
+            cpus: vec![CpuHealth {
+                kernel_percent: Some(60.0),
+                user_percent: Some(15.0),
+                ..idle.cpus[0].clone()
+            }],
+            ..idle.clone()
+        };
+        assert!(serving.findings().is_empty(), "{:?}", serving.findings());
+        assert_eq!(
+            serving.warnings(),
+            ["CPU 1: 60 % system time, for other work running there (15 % user time there); expect noise"]
+        );
+        let one_tick = HealthReport {
+            cpus: vec![CpuHealth {
+                user_percent: Some(4.0),
+                ..serving.cpus[0].clone()
+            }],
+            ..idle.clone()
+        };
+        assert_eq!(
+            one_tick.findings().len(),
+            1,
+            "below USER_WORK_PERCENT it is idle"
+        );
     }
 
     #[test]

@@ -9,15 +9,19 @@
 
 use rustc_hash::FxHashSet;
 
-use super::{Action, Cause, Completion, CpuTimes, Level, SchedPolicy, Snapshot, Thread};
+use super::{
+    Action, Cause, Completion, CpuTimes, Level, PolicyReport, SchedPolicy, Snapshot, Thread,
+};
 use crate::register::{Request, RequestId};
 
 /// The static SCHED_FIFO baseline.
 #[derive(Debug, Clone)]
 pub struct Fifo {
     priority: u8,
-    /// Threads put in SCHED_FIFO.
+    /// Threads asked to be put in SCHED_FIFO.
     placed: FxHashSet<u32>,
+    /// Of those, how many the caller applied.
+    applied: u64,
     active: u32,
 }
 
@@ -26,6 +30,7 @@ impl Fifo {
         Fifo {
             priority,
             placed: FxHashSet::default(),
+            applied: 0,
             active: 0,
         }
     }
@@ -91,6 +96,19 @@ impl SchedPolicy for Fifo {
         self.placed.remove(&tid);
     }
 
+    fn on_applied(&mut self, action: &Action) {
+        if matches!(action.level, Level::Fifo(_)) {
+            self.applied += 1;
+        }
+    }
+
+    fn report(&self) -> PolicyReport {
+        PolicyReport {
+            fifo_threads: self.applied,
+            ..PolicyReport::default()
+        }
+    }
+
     fn snapshot(&self) -> Snapshot {
         Snapshot {
             fifo_holders: self.active,
@@ -134,6 +152,20 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    #[test]
+    fn the_report_counts_placements_applied_not_asked_for() {
+        let mut p = Fifo::new(10);
+        let mut out = Vec::new();
+        let threads = [Thread { tgid: 7, tid: 11 }, Thread { tgid: 7, tid: 12 }];
+        p.on_threads(&threads, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(p.report().fifo_threads, 0, "asked for, not yet applied");
+        // the caller applied the first; the second's thread was gone
+        p.on_applied(&out[0]);
+        p.on_vanished(12, None, &mut Vec::new());
+        assert_eq!(p.report().fifo_threads, 1);
     }
 
     #[test]

@@ -114,6 +114,9 @@ pub struct PolicyReport {
     pub transitions: TransitionCounts,
     /// las's levels, quanta and re-park figures.
     pub las: Option<LasMetrics>,
+    /// Threads `fifo` had put in SCHED_FIFO (applied, not only asked for;
+    /// zero for the other policies).
+    pub fifo_threads: u64,
     /// Lines worth reading beside the figures.
     pub notes: Vec<String>,
 }
@@ -141,6 +144,11 @@ pub trait SchedPolicy {
 
     /// An action on `tid` found the thread gone; `request` is the action's.
     fn on_vanished(&mut self, tid: u32, request: Option<RequestId>, out: &mut Vec<Action>);
+
+    /// `action` took effect (the caller applied it and the thread was
+    /// there): what a policy counts as done, where `out` only says what it
+    /// asked for — actions pushed as the agent stops are never applied.
+    fn on_applied(&mut self, _action: &Action) {}
 
     /// The time [`SchedPolicy::next_wakeup`] asked for has come (or any
     /// time: calling it early is harmless).

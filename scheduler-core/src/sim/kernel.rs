@@ -313,8 +313,9 @@ impl<'a> Kernel<'a> {
         self.fair_n += 1;
     }
 
-    /// Applies the policy's actions in order (sched_setattr, instantly).
-    fn apply(&mut self, actions: &[Action]) {
+    /// Applies the policy's actions in order (sched_setattr, instantly) and
+    /// tells the policy of each that found its thread alive.
+    fn apply(&mut self, actions: &[Action], policy: &mut dyn SchedPolicy) {
         for a in actions {
             let Some(j) = (a.tid as usize)
                 .checked_sub(1)
@@ -327,7 +328,11 @@ impl<'a> Kernel<'a> {
                 Level::Fifo(p) => Place::Rt(p.clamp(1, 99)),
             };
             let from = self.th[j].place;
-            if from == to || matches!(from, Place::Unborn | Place::Exited) {
+            if matches!(from, Place::Unborn | Place::Exited) {
+                continue;
+            }
+            policy.on_applied(a);
+            if from == to {
                 continue;
             }
             self.stats.actions += 1;
@@ -510,7 +515,7 @@ impl<'a> Kernel<'a> {
         self.clock.set(self.now_ns());
         let mut out = std::mem::take(&mut self.out);
         f(policy, self, &mut out);
-        self.apply(&out);
+        self.apply(&out, policy);
         out.clear();
         self.out = out;
         self.reschedule();
@@ -525,7 +530,7 @@ impl<'a> Kernel<'a> {
         self.clock.set(self.now_ns());
         let mut out = std::mem::take(&mut self.out);
         policy.on_threads(&[thread], &mut out);
-        self.apply(&out);
+        self.apply(&out, policy);
         out.clear();
         self.out = out;
         let req = self.request(j);
@@ -545,7 +550,7 @@ impl<'a> Kernel<'a> {
         let mut out = std::mem::take(&mut self.out);
         policy.on_vanished(j as u32 + 1, None, &mut out);
         if !out.is_empty() {
-            self.apply(&out);
+            self.apply(&out, policy);
             out.clear();
             self.reschedule();
             policy.after_apply(self);
