@@ -11,6 +11,16 @@ fn slokit() -> Command {
     Command::cargo_bin("slokit").unwrap()
 }
 
+/// `slokit gate ARGS... --baseline DIR`.
+fn gate_in(dir: &Path, args: &[&str]) -> assert_cmd::assert::Assert {
+    slokit()
+        .arg("gate")
+        .args(args)
+        .arg("--baseline")
+        .arg(dir)
+        .assert()
+}
+
 /// `slokit profile spin` with `ms` into `dir`, succeeded; the assertion
 /// for more checks.
 fn profile_spin(dir: &Path, ms: &str) -> assert_cmd::assert::Assert {
@@ -102,18 +112,7 @@ fn profile_spin_writes_a_valid_profile() {
 fn gate_against_the_same_build_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     profile_spin(dir.path(), "2");
-    slokit()
-        .args([
-            "gate",
-            "spin",
-            "--max-time",
-            "1",
-            "--warmup",
-            "2",
-            "--baseline",
-        ])
-        .arg(dir.path())
-        .assert()
+    gate_in(dir.path(), &["spin", "--max-time", "1", "--warmup", "2"])
         .code(0)
         .stdout(predicate::str::contains("no regression"));
 }
@@ -123,21 +122,12 @@ fn gate_against_a_faster_baseline_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     // Baseline: 1 ms of CPU per run; current: 2 ms — twice as slow.
     profile_spin(dir.path(), "1");
-    slokit()
-        .args([
-            "gate",
-            "--param",
-            "ms=2",
-            "--max-time",
-            "1",
-            "--warmup",
-            "2",
-            "--baseline",
-        ])
-        .arg(dir.path())
-        .assert()
-        .code(1)
-        .stdout(predicate::str::contains("REGRESSION"));
+    gate_in(
+        dir.path(),
+        &["--param", "ms=2", "--max-time", "1", "--warmup", "2"],
+    )
+    .code(1)
+    .stdout(predicate::str::contains("REGRESSION"));
 }
 
 #[test]
@@ -158,10 +148,7 @@ fn a_malformed_profile_exits_2_naming_the_file_and_the_field() {
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(&path, broken).unwrap();
-    slokit()
-        .args(["gate", "spin", "--max-time", "1", "--baseline"])
-        .arg(dir.path())
-        .assert()
+    gate_in(dir.path(), &["spin", "--max-time", "1"])
         .code(2)
         .stderr(
             predicate::str::contains("spin.toml").and(predicate::str::contains("summary.p99_us")),
@@ -177,10 +164,7 @@ fn a_newer_profile_version_exits_2() {
         .unwrap()
         .replace("version = 2", "version = 7");
     std::fs::write(&path, text).unwrap();
-    slokit()
-        .args(["gate", "spin", "--baseline"])
-        .arg(dir.path())
-        .assert()
+    gate_in(dir.path(), &["spin"])
         .code(2)
         .stderr(predicate::str::contains("`version` is 7"));
 }
@@ -317,18 +301,19 @@ fn the_instruction_gate_flags_more_work_and_passes_the_same_work() {
     let base = profile_counted(dir.path(), "aes", &["iterations=100", "length=1024"]);
     assert!(base["instructions"]["per_invocation"].as_integer().unwrap() > 100_000);
     let gate = |extra: &[&str]| {
-        let mut cmd = slokit();
-        cmd.args([
-            "gate",
-            "aes",
-            "--metric",
-            "instructions",
-            "--force",
-            "--format",
-            "json",
-        ]);
-        cmd.args(extra).arg("--baseline").arg(dir.path());
-        cmd.assert()
+        let args = [
+            &[
+                "aes",
+                "--metric",
+                "instructions",
+                "--force",
+                "--format",
+                "json",
+            ][..],
+            extra,
+        ]
+        .concat();
+        gate_in(dir.path(), &args)
     };
     let out = gate(&[]).code(0).get_output().stdout.clone();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -354,17 +339,7 @@ fn the_instruction_gate_flags_more_work_and_passes_the_same_work() {
     let change = v["results"][0]["change"].as_f64().unwrap();
     assert!((0.02..0.11).contains(&change), "{change}");
     // The table says which metric decided.
-    slokit()
-        .args([
-            "gate",
-            "aes",
-            "--metric",
-            "instructions",
-            "--force",
-            "--baseline",
-        ])
-        .arg(dir.path())
-        .assert()
+    gate_in(dir.path(), &["aes", "--metric", "instructions", "--force"])
         .code(0)
         .stdout(predicate::str::contains("decided by instructions executed"));
 }
@@ -378,17 +353,7 @@ fn the_instruction_gate_refuses_a_baseline_without_a_count() {
         include_str!("../profiler/src/testdata/aes-v1.toml"),
     )
     .unwrap();
-    slokit()
-        .args([
-            "gate",
-            "aes",
-            "--metric",
-            "instructions",
-            "--force",
-            "--baseline",
-        ])
-        .arg(dir.path())
-        .assert()
+    gate_in(dir.path(), &["aes", "--metric", "instructions", "--force"])
         .code(2)
         .stderr(
             predicate::str::contains("has no instruction count")
